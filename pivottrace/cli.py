@@ -1,0 +1,165 @@
+"""``pivottrace <verb>``: one verb per Snakemake rule (see the Snakefile)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+log = logging.getLogger("pivottrace")
+
+
+def _threads() -> None:
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("PIVOTTRACE_THREADS", os.cpu_count() or 1)))
+
+
+def cmd_make_data(a, cfg):
+    from pivottrace.data import make_modchain
+    from pivottrace.io import write_json
+
+    counts = make_modchain(cfg["task"], Path(a.out))
+    write_json(Path(a.out) / "manifest.json", {"counts": counts, "task": cfg["task"]})
+    log.info("wrote %s: %s", a.out, counts)
+
+
+def cmd_build_base(a, cfg):
+    from pivottrace.base_model import build_base
+
+    _threads()
+    build_base(cfg, Path(a.data), Path(a.out))
+
+
+def cmd_base_report(a, cfg):
+    from pivottrace.base_model import base_report
+
+    _threads()
+    base_report(cfg, Path(a.model), Path(a.data), Path(a.out))
+
+
+def cmd_select(a, cfg):
+    from pivottrace.selection import select_and_write
+
+    select_and_write(cfg, a.method, a.budget, a.seed, Path(a.pool),
+                     Path(a.scores) if a.scores else None, Path(a.out))
+
+
+def cmd_train(a, cfg):
+    from pivottrace.training import run_training
+
+    _threads()
+    run_training(cfg, Path(a.plan), Path(a.data), Path(a.model), a.seed, Path(a.work),
+                 Path(a.out_model), Path(a.summary), Path(a.ledger))
+
+
+def cmd_evaluate(a, cfg):
+    from pivottrace.evaluate import write_eval
+
+    _threads()
+    data = Path(a.data)
+    write_eval(a.model, {"test": data / "test.jsonl", "test_hard": data / "test_hard.jsonl"},
+               a.out, verifier=cfg["task"]["verifier"], max_new_tokens=cfg["eval"]["max_new_tokens"],
+               batch_size=cfg["eval"]["batch_size"])
+
+
+def cmd_record(a, cfg):
+    from pivottrace.records import build_record
+
+    build_record(cfg, a.method, a.budget, a.seed, Path(a.run_dir), Path(a.pool), Path(a.out))
+
+
+def cmd_table(a, cfg):
+    from analysis.table import write_table
+
+    write_table([Path(p) for p in a.records], Path(a.out_csv), Path(a.out_md))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pivottrace", description=__doc__)
+    p.add_argument("--config", action="append", default=[],
+                   help="config YAML merged over configs/default.yaml (repeatable; later wins)")
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="verb", required=True)
+
+    s = sub.add_parser("make-data", help="generate the task splits (pool without answers)")
+    s.add_argument("--out", required=True)
+    s.set_defaults(fn=cmd_make_data)
+
+    s = sub.add_parser("build-base", help="build and warm-start the base reasoner")
+    s.add_argument("--data", required=True)
+    s.add_argument("--out", required=True)
+    s.set_defaults(fn=cmd_build_base)
+
+    s = sub.add_parser("base-report", help="sampled pool accuracy/reflection of the base model")
+    s.add_argument("--model", required=True)
+    s.add_argument("--data", required=True)
+    s.add_argument("--out", required=True)
+    s.set_defaults(fn=cmd_base_report)
+
+    s = sub.add_parser("select", help="write a selection plan (id -> annotate/self/defer)")
+    s.add_argument("--method", required=True)
+    s.add_argument("--budget", required=True, help="fraction in (0, 1], 'auto' or 'none'")
+    s.add_argument("--seed", type=int, required=True)
+    s.add_argument("--pool", required=True)
+    s.add_argument("--scores", default=None)
+    s.add_argument("--out", required=True)
+    s.set_defaults(fn=cmd_select)
+
+    s = sub.add_parser("train", help="GRPO on a plan (gold answers through the oracle)")
+    s.add_argument("--plan", required=True)
+    s.add_argument("--data", required=True)
+    s.add_argument("--model", required=True)
+    s.add_argument("--seed", type=int, required=True)
+    s.add_argument("--work", required=True, help="checkpoint directory (kept for resume)")
+    s.add_argument("--out-model", required=True)
+    s.add_argument("--summary", required=True)
+    s.add_argument("--ledger", required=True)
+    s.set_defaults(fn=cmd_train)
+
+    s = sub.add_parser("evaluate", help="lm-eval on test and test_hard")
+    s.add_argument("--model", required=True)
+    s.add_argument("--data", required=True)
+    s.add_argument("--out", required=True)
+    s.set_defaults(fn=cmd_evaluate)
+
+    s = sub.add_parser("record", help="one run record from a run directory")
+    s.add_argument("--method", required=True)
+    s.add_argument("--budget", required=True)
+    s.add_argument("--seed", type=int, required=True)
+    s.add_argument("--run-dir", required=True)
+    s.add_argument("--pool", required=True)
+    s.add_argument("--out", required=True)
+    s.set_defaults(fn=cmd_record)
+
+    s = sub.add_parser("table", help="aggregate run records into results/table1.csv")
+    s.add_argument("--records", nargs="+", required=True)
+    s.add_argument("--out-csv", required=True)
+    s.add_argument("--out-md", required=True)
+    s.set_defaults(fn=cmd_table)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from pivottrace.config import ConfigError, load_config
+    from pivottrace.io import DataError
+
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        cfg = load_config(*args.config)
+        args.fn(args, cfg)
+    except (ConfigError, DataError, ValueError, FileNotFoundError) as e:
+        print(f"pivottrace {args.verb}: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

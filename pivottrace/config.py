@@ -1,0 +1,89 @@
+"""Config loading: defaults merged with overrides, validated against ``schema.yaml``."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+SCHEMA_PATH = Path(__file__).with_name("schema.yaml")
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG = REPO_ROOT / "configs" / "default.yaml"
+
+
+class ConfigError(ValueError):
+    """An invalid configuration; the message names the file and the key."""
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    """Recursive dict merge; lists and scalars in ``override`` replace."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: invalid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    return data
+
+
+def validate(config: dict, source: str = "config") -> dict:
+    """Validate against the schema and cross-field rules; returns the config.
+
+    Raises:
+        ConfigError: naming ``source`` and the offending key path.
+    """
+    schema = yaml.safe_load(SCHEMA_PATH.read_text(encoding="utf-8"))
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        e = errors[0]
+        key = ".".join(str(p) for p in e.absolute_path) or "<top>"
+        raise ConfigError(f"{source}: key {key!r}: {e.message}")
+    _check_cross_fields(config, source)
+    return config
+
+
+def _check_cross_fields(c: dict, source: str) -> None:
+    splits = c["task"]["splits"]
+    for name, s in splits.items():
+        if s["min_steps"] > s["max_steps"]:
+            raise ConfigError(f"{source}: key 'task.splits.{name}': min_steps > max_steps")
+    if splits["test_hard"]["min_steps"] <= splits["pool"]["max_steps"]:
+        raise ConfigError(
+            f"{source}: key 'task.splits.test_hard.min_steps': test_hard must be harder than the "
+            f"pool (min_steps {splits['test_hard']['min_steps']} <= pool max_steps "
+            f"{splits['pool']['max_steps']})"
+        )
+    m = c["model"]
+    if m["hidden_size"] % m["num_heads"]:
+        raise ConfigError(f"{source}: key 'model.num_heads': must divide hidden_size {m['hidden_size']}")
+
+
+def load_config(*paths: str | Path, defaults: Path | None = DEFAULT_CONFIG) -> dict:
+    """Merge ``defaults`` and each file in ``paths`` (later wins), then validate."""
+    config: dict = _read_yaml(defaults) if defaults else {}
+    for p in paths:
+        config = deep_merge(config, _read_yaml(Path(p)))
+    return validate(config, source=" + ".join(str(p) for p in paths) or str(defaults))
+
+
+def config_hash(config: dict) -> str:
+    """A short stable hash of a (sub)config."""
+    blob = json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]

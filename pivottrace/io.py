@@ -1,0 +1,125 @@
+"""Atomic artifact writing and validated JSONL reading."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+
+class DataError(ValueError):
+    """Bad input: the message names the file, the row (1-based line) and the field."""
+
+
+@contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "w"):
+    """Open a temp file beside ``path``; rename it onto ``path`` only on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path, obj) -> None:
+    with atomic_write(path) as fh:
+        json.dump(obj, fh, indent=2, sort_keys=True)
+        fh.write("\n")
+
+
+def write_jsonl(path, rows) -> None:
+    with atomic_write(path) as fh:
+        for row in rows:
+            fh.write(json.dumps(row, sort_keys=True) + "\n")
+
+
+def read_json(path) -> dict:
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not valid UTF-8 ({e.reason} at byte {e.start})") from None
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: invalid JSON at line {e.lineno}: {e.msg}") from None
+
+
+def read_jsonl(path, required: dict[str, type | tuple[type, ...]] | None = None,
+               forbidden: tuple[str, ...] = (), allow_empty: bool = False) -> list[dict]:
+    """Read a JSONL file, checking each row.
+
+    Args:
+        path: the file.
+        required: field -> accepted type(s); a missing or mistyped field is an error.
+        forbidden: fields that must not appear (e.g. ``answer`` in the unlabeled pool).
+        allow_empty: whether a file with no rows is acceptable.
+    Returns:
+        The rows, in file order.
+    Raises:
+        DataError: naming file, row and field.
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    rows, seen = [], {}
+    for lineno, line in enumerate(raw.split(b"\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise DataError(f"{path}: row {lineno}: not valid UTF-8 (byte {e.start})") from None
+        try:
+            row = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}: row {lineno}: invalid JSON ({e.msg})") from None
+        if not isinstance(row, dict):
+            raise DataError(f"{path}: row {lineno}: expected a JSON object, got {type(row).__name__}")
+        for field, types in (required or {}).items():
+            if field not in row:
+                raise DataError(f"{path}: row {lineno}: missing field {field!r}")
+            if not isinstance(row[field], types) or isinstance(row[field], bool) and types is int:
+                raise DataError(f"{path}: row {lineno}: field {field!r} has type "
+                                f"{type(row[field]).__name__}, expected {types}")
+        for field in forbidden:
+            if field in row:
+                raise DataError(f"{path}: row {lineno}: field {field!r} is not allowed here")
+        if "id" in row:
+            if row["id"] in seen:
+                raise DataError(f"{path}: row {lineno}: field 'id': duplicate id {row['id']!r} "
+                                f"(first at row {seen[row['id']]})")
+            seen[row["id"]] = lineno
+        rows.append(row)
+    if not rows and not allow_empty:
+        raise DataError(f"{path}: no rows (empty file)")
+    return rows
+
+
+@contextmanager
+def atomic_dir(path: str | os.PathLike):
+    """Yield a temp directory beside ``path``; it replaces ``path`` only on success."""
+    import shutil
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -1,0 +1,59 @@
+"""Rule ``record``: one run record per ``{method}/{budget}/{seed}`` (docs/INTERFACES.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pivottrace.io import read_json, read_jsonl, write_json
+from pivottrace.manifest import manifest
+
+
+def parse_budget(text: str) -> float | str | None:
+    """'0.3' -> 0.3, 'auto' -> 'auto', 'none' -> None."""
+    if text in ("none", "None", ""):
+        return None
+    if text == "auto":
+        return "auto"
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"budget {text!r} is not a number in (0, 1], 'auto' or 'none'") from None
+    if not 0 < value <= 1:
+        raise ValueError(f"budget {value} is outside (0, 1]")
+    return value
+
+
+def build_record(cfg: dict, method: str, budget: str, seed: int, run_dir: Path, pool_path: Path,
+                 out: Path) -> dict:
+    """Merge plan, ledger, training summary and evaluation into the run record.
+
+    The base row (``method == 'base'``) has no plan, ledger or training: zero
+    annotations and zero steps.
+    """
+    n_pool = len(read_jsonl(pool_path, required={"id": str}))
+    ev = read_json(run_dir / "eval.json")
+    if method == "base":
+        plan, ledger, train = {"uses_labels": False}, {"n_annotated": 0}, {
+            "steps": 0, "dev_curve": [], "train_wall_s": 0.0, "n_trained_prompts": 0}
+    else:
+        plan = read_json(run_dir / "plan.json")
+        ledger = read_json(run_dir / "ledger.json")
+        train = read_json(run_dir / "train.json")
+    record = {
+        "method": method,
+        "budget": parse_budget(budget),
+        "seed": seed,
+        "uses_labels": bool(plan.get("uses_labels", False)),
+        "n_pool": n_pool,
+        "n_annotated": ledger["n_annotated"],
+        "annotated_fraction": ledger["n_annotated"] / n_pool,
+        "n_trained_prompts": train["n_trained_prompts"],
+        "steps": train["steps"],
+        "test_accuracy": ev["splits"]["test"]["accuracy"],
+        "test_hard_accuracy": ev["splits"]["test_hard"]["accuracy"],
+        "dev_curve": train["dev_curve"],
+        "train_wall_s": train["train_wall_s"],
+        "manifest": manifest(cfg, seed),
+    }
+    write_json(out, record)
+    return record
