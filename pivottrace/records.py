@@ -6,21 +6,7 @@ from pathlib import Path
 
 from pivottrace.io import read_json, read_jsonl, write_json
 from pivottrace.manifest import manifest
-
-
-def parse_budget(text: str) -> float | str | None:
-    """'0.3' -> 0.3, 'auto' -> 'auto', 'none' -> None."""
-    if text in ("none", "None", ""):
-        return None
-    if text == "auto":
-        return "auto"
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"budget {text!r} is not a number in (0, 1], 'auto' or 'none'") from None
-    if not 0 < value <= 1:
-        raise ValueError(f"budget {value} is outside (0, 1]")
-    return value
+from pivottrace.selection import parse_budget
 
 
 def build_record(cfg: dict, method: str, budget: str, seed: int, run_dir: Path, pool_path: Path,

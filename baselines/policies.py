@@ -1,0 +1,77 @@
+"""Baseline selection policies: ``(pool, budget, seed, scores, **params) -> Plan``.
+
+A policy sees only the answer-free :class:`~pivottrace.pool.UnlabeledPool` and
+a table of per-prompt scores; it never sees gold answers. Arguments arrive
+already checked by :func:`pivottrace.selection.check_args`; call policies
+through :func:`pivottrace.selection.select`. Fixed budgets buy
+``n_to_annotate(B, N)`` = ``round(B * N)`` prompts (half up, at least 1).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pivottrace.pool import Plan, UnlabeledPool, n_to_annotate, score_vector
+from pivottrace.triage import rank_desc
+
+
+def _top_scores(pool: UnlabeledPool, budget: float, scores, column: str
+                ) -> tuple[dict[str, str], dict]:
+    """Annotate the ``round(B * N)`` highest ``column`` scores (ties: lower id first); defer the rest."""
+    u = score_vector(pool, scores, column)
+    n = n_to_annotate(budget, len(pool))
+    chosen = rank_desc(u, pool.ids)[:n]
+    routes = dict.fromkeys(pool.ids, "defer")
+    for k in chosen:
+        routes[pool.ids[k]] = "annotate"
+    meta = {"score_column": column, "n_annotate": n, "annotate_from": float(u[chosen[-1]])}
+    return routes, meta
+
+
+def random_selection(pool: UnlabeledPool, budget: float, seed: int, scores=None) -> Plan:
+    """Annotate ``round(B * N)`` prompts drawn uniformly without replacement; defer the rest.
+
+    The draw is ``numpy.random.default_rng(seed).choice`` over pool (file) order.
+    """
+    n = n_to_annotate(budget, len(pool))
+    chosen = np.random.default_rng(seed).choice(len(pool), size=n, replace=False)
+    routes = dict.fromkeys(pool.ids, "defer")
+    for k in sorted(chosen.tolist()):
+        routes[pool.ids[k]] = "annotate"
+    return Plan("random", budget, seed, False, "majority", routes, {"n_annotate": n})
+
+
+def entropy_selection(pool: UnlabeledPool, budget: float, seed: int, scores=None) -> Plan:
+    """Annotate the ``round(B * N)`` prompts of highest mean token entropy; defer the rest."""
+    routes, meta = _top_scores(pool, budget, scores, "mean_token_entropy")
+    return Plan("entropy", budget, seed, False, "majority", routes, meta)
+
+
+def full_supervision(pool: UnlabeledPool, budget: float, seed: int, scores=None) -> Plan:
+    """Annotate every prompt (budget 1.0): the fully supervised reference."""
+    return Plan("full", 1.0, seed, False, "majority", dict.fromkeys(pool.ids, "annotate"),
+                {"n_annotate": len(pool)})
+
+
+def unsupervised(pool: UnlabeledPool, budget: None, seed: int, scores=None) -> Plan:
+    """Train on every prompt without annotation, rewarded by majority vote (TTRL)."""
+    return Plan("unsupervised", None, seed, False, "majority", dict.fromkeys(pool.ids, "self"),
+                {"n_annotate": 0})
+
+
+def self_certainty(pool: UnlabeledPool, budget: None, seed: int, scores=None) -> Plan:
+    """Train on every prompt without annotation, rewarded by self-certainty (Intuitor)."""
+    return Plan("self_certainty", None, seed, False, "self_certainty",
+                dict.fromkeys(pool.ids, "self"), {"n_annotate": 0})
+
+
+def oracle_learnability(pool: UnlabeledPool, budget: float, seed: int, scores=None) -> Plan:
+    """USES LABELS (upper bound): annotate the ``round(B * N)`` highest ``p(1 - p)``.
+
+    ``p`` is the pass rate of the base model's rollouts against gold answers;
+    the ``oracle_learnability`` score column is computed by label-reading code
+    outside selection. The plan is flagged ``uses_labels``.
+    """
+    routes, meta = _top_scores(pool, budget, scores, "oracle_learnability")
+    meta["note"] = "upper bound: scores computed from gold answers"
+    return Plan("oracle_learnability", budget, seed, True, "majority", routes, meta)
