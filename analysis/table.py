@@ -35,8 +35,9 @@ def load_records(paths: list[Path]) -> pd.DataFrame:
         rows.append({k: r[k] for k in ("method", "budget", "seed", "annotated_fraction",
                                        "test_accuracy", "test_hard_accuracy", "steps",
                                        "train_wall_s", "uses_labels")})
+    for row in rows:
+        row["budget"] = "none" if row["budget"] is None else str(row["budget"])
     df = pd.DataFrame(rows)
-    df["budget"] = df["budget"].map(lambda b: "none" if b is None else str(b))
     return df
 
 

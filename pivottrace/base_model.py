@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 
 
 def build_base(cfg: dict, data_dir: Path, out_dir: Path) -> dict:
-    """Tokenizer + from-scratch Qwen2 + SFT on teacher traces, saved as an HF directory."""
+    """Tokenizer + from-scratch Llama + SFT on teacher traces, saved as an HF directory."""
     t0 = time.perf_counter()
     task = cfg["task"]
     max_steps = max(s["max_steps"] for s in task["splits"].values())

@@ -1,6 +1,6 @@
 """The base reasoner of the embedded testbed, built from scratch.
 
-A word-level tokenizer over the task vocabulary and a small Qwen2 causal LM,
+A word-level tokenizer over the task vocabulary and a small Llama causal LM,
 saved as a standard Hugging Face directory (``AutoTokenizer`` /
 ``AutoModelForCausalLM`` load it, so TRL and lm-eval use it unchanged), then
 warm-started by SFT (TRL ``SFTTrainer``, completion-only loss) on traces of the
@@ -15,7 +15,7 @@ import time
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +46,16 @@ def build_tokenizer(words: list[str]) -> PreTrainedTokenizerFast:
     return tok
 
 
-def build_model(tokenizer: PreTrainedTokenizerFast, cfg: dict, seed: int) -> Qwen2ForCausalLM:
-    """A randomly initialised small Qwen2 sized by the ``model`` config section."""
+def build_model(tokenizer: PreTrainedTokenizerFast, cfg: dict, seed: int) -> LlamaForCausalLM:
+    """A randomly initialised small Llama sized by the ``model`` config section.
+
+    Llama rather than Qwen2: transformers 5.x's ``AutoTokenizer`` replaces the
+    saved tokenizer of a ``qwen2`` directory with a byte-level Qwen2Tokenizer
+    (``MODELS_WITH_INCORRECT_HUB_TOKENIZER_CLASS``), which would silently
+    re-tokenise prompts inside TRL and lm-eval; a ``llama`` directory keeps it.
+    """
     torch.manual_seed(seed)
-    config = Qwen2Config(
+    config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=cfg["hidden_size"],
         intermediate_size=cfg["intermediate_size"],
@@ -63,7 +69,7 @@ def build_model(tokenizer: PreTrainedTokenizerFast, cfg: dict, seed: int) -> Qwe
         eos_token_id=tokenizer.eos_token_id,
         attn_implementation="sdpa",
     )
-    return Qwen2ForCausalLM(config)
+    return LlamaForCausalLM(config)
 
 
 def n_parameters(model: torch.nn.Module) -> int:

@@ -169,7 +169,7 @@ def train_grpo(model_dir: str | Path, rows: list[dict], dev_rows: list[dict], ve
     hist = trainer.state.log_history
     curve = sorted({h["dev_step"]: h["dev_accuracy"] for h in hist if "dev_step" in h}.items())
     reward_keys = sorted({k for h in hist for k in h if k.startswith("rewards/") and k.endswith("/mean")})
-    rewards = {k: [h[k] for h in hist if k in h] for k in reward_keys}
+    rewards = {k: [h[k] for h in hist if h.get(k) is not None] for k in reward_keys}
     return {
         "steps": trainer.state.global_step,
         "dev_curve": [[s, a] for s, a in curve],

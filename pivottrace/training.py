@@ -13,6 +13,23 @@ from pivottrace.verifiers import get_verifier
 log = logging.getLogger(__name__)
 
 
+def checkpoint_dir(work_dir: Path, plan_path: Path, model_dir: Path, grpo: dict, seed: int) -> Path:
+    """Checkpoints live under a key of everything that determines the run.
+
+    A rerun after a kill resumes only from checkpoints of the same plan, base
+    model, GRPO settings and seed; anything else starts afresh.
+    """
+    import hashlib
+    import json
+
+    h = hashlib.sha256(plan_path.read_bytes())
+    weights = sorted(Path(model_dir).glob("*.safetensors"))
+    for w in weights:
+        h.update(w.name.encode() + str(w.stat().st_size).encode() + w.read_bytes()[:1 << 20])
+    h.update(json.dumps({"grpo": grpo, "seed": seed}, sort_keys=True).encode())
+    return Path(work_dir) / h.hexdigest()[:16]
+
+
 def run_training(cfg: dict, plan_path: Path, data_dir: Path, model_dir: Path, seed: int,
                  work_dir: Path, out_model: Path, summary_path: Path, ledger_path: Path) -> dict:
     """Fetch gold for the annotate route through the oracle, then train with GRPO.
@@ -39,7 +56,8 @@ def run_training(cfg: dict, plan_path: Path, data_dir: Path, model_dir: Path, se
     dev = load_labeled(data_dir / "dev.jsonl")
     log.info("training %s on %d prompts (%d gold, %d self)", plan["method"], len(rows),
              len(to_annotate), len(rows) - len(to_annotate))
-    summary = train_grpo(model_dir, rows, dev, verifier, cfg["grpo"], seed, work_dir, out_model)
+    work = checkpoint_dir(work_dir, plan_path, model_dir, cfg["grpo"], seed)
+    summary = train_grpo(model_dir, rows, dev, verifier, cfg["grpo"], seed, work, out_model)
     summary.update(n_trained_prompts=len(rows), n_gold_prompts=len(to_annotate))
     oracle.write_ledger(ledger_path)
     write_json(summary_path, summary)
