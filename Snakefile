@@ -7,7 +7,7 @@ import os
 from snakemake.utils import min_version, validate
 
 from pivottrace.config import config_hash, validate as validate_cross_fields
-from pivottrace.workflow import BUDGET_RE, grid_runs, write_resolved_config
+from pivottrace.workflow import BUDGET_RE, grid_runs, scores_input, write_resolved_config
 
 min_version("9.0")
 
@@ -38,6 +38,7 @@ rule all:
     input:
         "results/table1.csv",
         "results/base_model.json",
+        "results/calibration.csv",
 
 
 rule data:
@@ -87,9 +88,58 @@ rule base_report:
         "PIVOTTRACE_THREADS={threads} {PT} base-report --model {input.model} --data data --out {output} > {log} 2>&1"
 
 
+rule score:
+    input:
+        model="models/base",
+        pool="data/pool.jsonl",
+    output:
+        scores="results/scores/pool_scores.csv",
+        traces="results/scores/pool_traces.jsonl",
+    params:
+        h=section_hash("scoring", "task"),
+    threads: workflow.cores
+    log:
+        "logs/score.log",
+    benchmark:
+        "benchmarks/score.tsv"
+    shell:
+        "PIVOTTRACE_THREADS={threads} {PT} score --model {input.model} --pool {input.pool} "
+        "--out {output.scores} --traces {output.traces} > {log} 2>&1"
+
+
+rule oracle_scores:
+    input:
+        traces="results/scores/pool_traces.jsonl",
+        gold="data/pool_gold.jsonl",
+    output:
+        "results/scores/pool_oracle.csv",
+    log:
+        "logs/oracle_scores.log",
+    shell:
+        "{PT} oracle-scores --traces {input.traces} --gold {input.gold} --out {output} > {log} 2>&1"
+
+
+rule calibration:
+    input:
+        scores="results/scores/pool_scores.csv",
+        oracle="results/scores/pool_oracle.csv",
+    output:
+        csv="results/calibration.csv",
+        bins="results/calibration_bins.csv",
+        fig="paper_figures/calibration.png",
+    log:
+        "logs/calibration.log",
+    shell:
+        "{PT} calibration --scores {input.scores} --oracle {input.oracle} --out {output.csv} "
+        "--out-bins {output.bins} --figure paper_figures/calibration > {log} 2>&1"
+
+
 rule select:
     input:
         pool="data/pool.jsonl",
+        scores=lambda w: scores_input(w.method),
+    params:
+        scores=lambda w, input: f"--scores {input.scores}" if input.scores else "",
     output:
         RUN + "/plan.json",
     log:
@@ -98,7 +148,7 @@ rule select:
         "benchmarks/" + RUN + "/select.tsv"
     shell:
         "{PT} select --method {wildcards.method} --budget {wildcards.budget} "
-        "--seed {wildcards.seed} --pool {input.pool} --out {output} > {log} 2>&1"
+        "--seed {wildcards.seed} --pool {input.pool} {params.scores} --out {output} > {log} 2>&1"
 
 
 rule train:

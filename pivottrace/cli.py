@@ -47,6 +47,25 @@ def cmd_select(a, cfg):
                      Path(a.scores) if a.scores else None, Path(a.out))
 
 
+def cmd_score(a, cfg):
+    from pivottrace.scoring import score_and_write
+
+    _threads()
+    score_and_write(cfg, a.model, a.pool, a.out, a.traces)
+
+
+def cmd_oracle_scores(a, cfg):
+    from pivottrace.scoring import write_oracle_scores
+
+    write_oracle_scores(cfg, a.traces, a.gold, a.out)
+
+
+def cmd_calibration(a, cfg):
+    from analysis.calibration import calibration_and_write
+
+    calibration_and_write(a.scores, a.oracle, a.out, a.out_bins, a.figure)
+
+
 def cmd_train(a, cfg):
     from pivottrace.training import run_training
 
@@ -107,6 +126,27 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--scores", default=None)
     s.add_argument("--out", required=True)
     s.set_defaults(fn=cmd_select)
+
+    s = sub.add_parser("score", help="pool rollouts with the attention tracer -> uncertainty scores")
+    s.add_argument("--model", required=True)
+    s.add_argument("--pool", required=True)
+    s.add_argument("--out", required=True, help="scores CSV (label-free)")
+    s.add_argument("--traces", required=True, help="per-trace JSONL (pivots, shift series)")
+    s.set_defaults(fn=cmd_score)
+
+    s = sub.add_parser("oracle-scores", help="READS LABELS: pass rate and p(1-p) of the scored traces")
+    s.add_argument("--traces", required=True)
+    s.add_argument("--gold", required=True)
+    s.add_argument("--out", required=True)
+    s.set_defaults(fn=cmd_oracle_scores)
+
+    s = sub.add_parser("calibration", help="AUROC/reliability of each estimator (analysis; reads labels)")
+    s.add_argument("--scores", required=True)
+    s.add_argument("--oracle", required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("--out-bins", required=True)
+    s.add_argument("--figure", required=True, help="figure path stem (.png/.pdf/.csv are written)")
+    s.set_defaults(fn=cmd_calibration)
 
     s = sub.add_parser("train", help="GRPO on a plan (gold answers through the oracle)")
     s.add_argument("--plan", required=True)

@@ -10,7 +10,6 @@ from pivottrace.config import config_hash
 from pivottrace.io import atomic_write
 
 BUDGET_RE = r"none|auto|0\.\d+|1\.0"
-UNBUDGETED = {"full", "unsupervised", "self_certainty"}
 
 
 def budget_key(budget) -> str:
@@ -21,13 +20,42 @@ def budget_key(budget) -> str:
 
 
 def grid_runs(config: dict) -> list[tuple[str, str, int]]:
-    """Every (method, budget, seed) of the experiment, plus the untrained base row."""
+    """Every (method, budget, seed) of the experiment, plus the untrained base row.
+
+    Methods without a budget (full, unsupervised, ...) run once per seed under
+    'none'; 'auto' applies only to methods that support it.
+    """
+    from pivottrace.selection import POLICIES
+
     exp = config["experiment"]
+    unknown = [m for m in exp["methods"] if m not in POLICIES]
+    if unknown:
+        raise ValueError(f"experiment.methods: unknown method(s) {unknown}; known: {sorted(POLICIES)}")
     runs = [("base", "none", 0)]
     for method in exp["methods"]:
-        budgets = ["none"] if method in UNBUDGETED else [budget_key(b) for b in exp["budgets"]]
+        spec = POLICIES[method]
+        if not spec.accepts_budget:
+            budgets = ["none"]
+        else:
+            budgets = [budget_key(b) for b in exp["budgets"] if b != "auto" or spec.supports_auto]
         runs += [(method, b, s) for b in budgets for s in exp["seeds"]]
     return runs
+
+
+def scores_input(method: str) -> list[str]:
+    """The scores table a selection method reads ([] for none).
+
+    Label-free methods read ``pool_scores.csv``; ``oracle_learnability`` (reads
+    labels) reads ``pool_oracle.csv``.
+    """
+    from pivottrace.selection import POLICIES
+
+    spec = POLICIES.get(method)
+    if spec is None or spec.needs_scores is None:
+        return []
+    if spec.uses_labels:
+        return ["results/scores/pool_oracle.csv"]
+    return ["results/scores/pool_scores.csv"]
 
 
 def write_resolved_config(config: dict, folder: str) -> str:

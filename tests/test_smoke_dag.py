@@ -24,7 +24,8 @@ def run_snakemake(workdir: Path, *targets: str, extra: tuple[str, ...] = ()) -> 
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("smoke")
-    proc = run_snakemake(workdir, "results/table1.csv", "results/base_model.json")
+    proc = run_snakemake(workdir, "results/table1.csv", "results/base_model.json",
+                         "results/calibration.csv")
     assert proc.returncode == 0, proc.stderr[-4000:]
     return workdir
 
@@ -45,6 +46,19 @@ def test_smoke_dag_writes_table_and_records(smoke_run):
     full = json.loads((smoke_run / "runs/full/none/0/record.json").read_text())
     assert full["annotated_fraction"] == 1.0 and full["steps"] == 4
     assert [s for s, _ in full["dev_curve"]] == [0, 2, 4]
+    for budget in ("0.5", "auto"):
+        rec = json.loads((smoke_run / f"runs/pivottrace/{budget}/0/record.json").read_text())
+        led = json.loads((smoke_run / f"runs/pivottrace/{budget}/0/ledger.json").read_text())
+        plan = json.loads((smoke_run / f"runs/pivottrace/{budget}/0/plan.json").read_text())
+        assert rec["n_annotated"] == led["n_annotated"] == list(plan["routes"].values()).count("annotate")
+        assert sorted(led["annotated_ids"]) == sorted(i for i, r in plan["routes"].items() if r == "annotate")
+        assert set(plan["routes"].values()) <= {"annotate", "self", "defer"}
+    row = next(r for r in rows if r["method"] == "pivottrace" and r["budget"] == "auto")
+    assert float(row["annotated_fraction"]) == pytest.approx(rec["annotated_fraction"])
+    with open(smoke_run / "results" / "calibration.csv") as fh:
+        estimators = {r["estimator"] for r in csv.DictReader(fh)}
+    assert {"pivot_density", "mean_token_entropy", "oracle_learnability"} <= estimators
+    assert (smoke_run / "paper_figures" / "calibration.png").stat().st_size > 0
     base = json.loads((smoke_run / "results/base_model.json").read_text())
     assert base["uses_labels"] and 0.0 <= base["sampled_accuracy"] <= 1.0
 
