@@ -55,7 +55,8 @@ def read_json(path) -> dict:
 
 
 def read_jsonl(path, required: dict[str, type | tuple[type, ...]] | None = None,
-               forbidden: tuple[str, ...] = (), allow_empty: bool = False) -> list[dict]:
+               forbidden: tuple[str, ...] = (), allow_empty: bool = False,
+               unique: tuple[str, ...] = ("id",)) -> list[dict]:
     """Read a JSONL file, checking each row.
 
     Args:
@@ -63,6 +64,7 @@ def read_jsonl(path, required: dict[str, type | tuple[type, ...]] | None = None,
         required: field -> accepted type(s); a missing or mistyped field is an error.
         forbidden: fields that must not appear (e.g. ``answer`` in the unlabeled pool).
         allow_empty: whether a file with no rows is acceptable.
+        unique: fields whose combined value must not repeat (rows lacking one are not checked).
     Returns:
         The rows, in file order.
     Raises:
@@ -96,11 +98,13 @@ def read_jsonl(path, required: dict[str, type | tuple[type, ...]] | None = None,
         for field in forbidden:
             if field in row:
                 raise DataError(f"{path}: row {lineno}: field {field!r} is not allowed here")
-        if "id" in row:
-            if row["id"] in seen:
-                raise DataError(f"{path}: row {lineno}: field 'id': duplicate id {row['id']!r} "
-                                f"(first at row {seen[row['id']]})")
-            seen[row["id"]] = lineno
+        if unique and all(f in row for f in unique):
+            key = tuple(row[f] for f in unique)
+            if key in seen:
+                what = " ".join(f"{f} {row[f]!r}" for f in unique)
+                raise DataError(f"{path}: row {lineno}: field {unique[0]!r}: duplicate {what} "
+                                f"(first at row {seen[key]})")
+            seen[key] = lineno
         rows.append(row)
     if not rows and not allow_empty:
         raise DataError(f"{path}: no rows (empty file)")

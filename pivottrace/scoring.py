@@ -59,13 +59,11 @@ counter from ``task.name``.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -73,7 +71,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from pivottrace.io import DataError, atomic_write, write_jsonl
+from pivottrace.io import DataError, atomic_write, read_jsonl, write_jsonl
 from pivottrace.pivots import SCORES, dynamics_score, find_pivots, pivot_density
 from pivottrace.pool import UnlabeledPool, load_pool
 from pivottrace.tasks import modchain
@@ -407,30 +405,7 @@ def read_traces(path: str | os.PathLike) -> list[dict[str, Any]]:
             ``id`` (str), ``k`` (int) or ``completion`` (str), a repeated
             ``(id, k)``, or an empty file.
     """
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    rows, seen = [], set()
-    for lineno, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}: row {lineno}: invalid JSON ({e.msg})") from None
-        if not isinstance(row, dict):
-            raise DataError(f"{path}: row {lineno}: expected a JSON object")
-        for field, typ in (("id", str), ("k", int), ("completion", str)):
-            if not isinstance(row.get(field), typ) or isinstance(row.get(field), bool):
-                raise DataError(f"{path}: row {lineno}: field {field!r} missing or not {typ.__name__}")
-        if (row["id"], row["k"]) in seen:
-            raise DataError(f"{path}: row {lineno}: duplicate trace (id {row['id']!r}, k {row['k']})")
-        seen.add((row["id"], row["k"]))
-        rows.append(row)
-    if not rows:
-        raise DataError(f"{path}: no rows (empty file)")
-    return rows
+    return read_jsonl(path, required={"id": str, "k": int, "completion": str}, unique=("id", "k"))
 
 
 def write_csv(df: pd.DataFrame, path: str | os.PathLike) -> None:

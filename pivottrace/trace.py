@@ -153,13 +153,18 @@ def _row_stats(
     prefix = (keys[None, :] < q_pos[:, None]).to(probs.dtype)[None, None]
     p = probs * prefix
     q = prev * prefix
+    shift = _js_divergence(p, q)
+    return torch.stack([lookback, shift, entropy], dim=-1).mean(dim=1)
+
+
+def _js_divergence(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """Jensen-Shannon divergence (nats) over the last axis, both rows renormalised first."""
     p = p / p.sum(-1, keepdim=True).clamp_min(1e-30)
     q = q / q.sum(-1, keepdim=True).clamp_min(1e-30)
     m = 0.5 * (p + q)
     kl_pm = (_xlogy(p, p) - _xlogy(p, m)).sum(-1)
     kl_qm = (_xlogy(q, q) - _xlogy(q, m)).sum(-1)
-    shift = (0.5 * (kl_pm + kl_qm)).clamp_min(0.0)
-    return torch.stack([lookback, shift, entropy], dim=-1).mean(dim=1)
+    return (0.5 * (kl_pm + kl_qm)).clamp_min(0.0)
 
 
 def _last_row_stats(
@@ -182,13 +187,7 @@ def _last_row_stats(
     if prev is None:
         shift = torch.zeros_like(entropy)
     else:
-        p = probs[..., : prev.shape[-1]]
-        p = p / p.sum(-1, keepdim=True).clamp_min(1e-30)
-        q = prev / prev.sum(-1, keepdim=True).clamp_min(1e-30)
-        m = 0.5 * (p + q)
-        kl_pm = (_xlogy(p, p) - _xlogy(p, m)).sum(-1)
-        kl_qm = (_xlogy(q, q) - _xlogy(q, m)).sum(-1)
-        shift = (0.5 * (kl_pm + kl_qm)).clamp_min(0.0)
+        shift = _js_divergence(probs[..., : prev.shape[-1]], prev)
     return torch.stack([lookback, shift, entropy], dim=-1).mean(dim=1)
 
 
