@@ -42,6 +42,7 @@ def base_report(cfg: dict, model_dir: Path, data_dir: Path, out_path: Path) -> d
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from pivottrace.oracle import AnnotationOracle
+    from pivottrace.pool import load_pool
     from pivottrace.rollouts import generate
     from pivottrace.verifiers import get_verifier
 
@@ -49,10 +50,10 @@ def base_report(cfg: dict, model_dir: Path, data_dir: Path, out_path: Path) -> d
     rc = cfg["base_report"]
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir)
-    pool = read_jsonl(data_dir / "pool.jsonl", required={"id": str, "prompt": str, "difficulty": int})
+    pool = load_pool(data_dir / "pool.jsonl")
     oracle = AnnotationOracle(data_dir / "pool_gold.jsonl", max_queries=len(pool))
-    gold = oracle.annotate([r["id"] for r in pool])
-    prompts = [r["prompt"] for r in pool]
+    gold = oracle.annotate(pool.ids)
+    prompts = [item.prompt for item in pool]
     sampled = generate(model, tokenizer, prompts, k=rc["k"], do_sample=True,
                        max_new_tokens=rc["max_new_tokens"], batch_size=rc["batch_size"],
                        seed=cfg["seed"], desc="base-report sample")
@@ -62,9 +63,9 @@ def base_report(cfg: dict, model_dir: Path, data_dir: Path, out_path: Path) -> d
     by_diff = defaultdict(lambda: {"n": 0, "correct": 0, "greedy_correct": 0, "reflect": 0})
     n_traces = n_correct = n_reflect = n_greedy = 0
     for row, outs, g in zip(pool, sampled, greedy):
-        d = by_diff[row["difficulty"]]
+        d = by_diff[row.difficulty]
         for text in outs:
-            ok = verifier.verify(text, gold[row["id"]])
+            ok = verifier.verify(text, gold[row.id])
             refl = mc.count_reflections(text) > 0
             d["n"] += 1
             d["correct"] += ok
@@ -72,7 +73,7 @@ def base_report(cfg: dict, model_dir: Path, data_dir: Path, out_path: Path) -> d
             n_traces += 1
             n_correct += ok
             n_reflect += refl
-        gok = verifier.verify(g[0], gold[row["id"]])
+        gok = verifier.verify(g[0], gold[row.id])
         d["greedy_correct"] += gok
         n_greedy += gok
     per_difficulty = {
@@ -92,8 +93,8 @@ def base_report(cfg: dict, model_dir: Path, data_dir: Path, out_path: Path) -> d
         "build": read_json_safe(build),
         "targets": {"sampled_accuracy": [0.2, 0.7], "reflection_rate_min": 0.10,
                     "build_wall_s_max": 900},
-        "examples": [{"prompt": pool[i]["prompt"], "completion": sampled[i][0],
-                      "gold": gold[pool[i]["id"]]} for i in range(min(3, len(pool)))],
+        "examples": [{"prompt": item.prompt, "completion": outs[0], "gold": gold[item.id]}
+                     for item, outs in list(zip(pool, sampled))[:3]],
     }
     write_json(out_path, report)
     log.info("base model: sampled acc %.3f, greedy acc %.3f, reflection rate %.3f",

@@ -9,7 +9,6 @@ agreement with the majority answer of the prompt's own group, TTRL) or
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -55,22 +54,22 @@ def make_majority_reward(verifier: Verifier):
     return majority_reward
 
 
-def training_rows(plan: dict, pool: list[dict], gold: dict[str, str]) -> list[dict]:
+def training_rows(plan: dict, pool, gold: dict[str, str]) -> list[dict]:
     """Dataset rows for GRPO from a plan; deferred prompts are dropped.
 
     Args:
         plan: the selection plan (routes id -> annotate/self/defer).
-        pool: pool rows (id, prompt, difficulty); no answers.
+        pool: the :class:`~pivottrace.pool.UnlabeledPool` (no answers).
         gold: answers of the annotated ids, as returned by the oracle.
     """
     rows = []
     for item in pool:
-        route = plan["routes"][item["id"]]
+        route = plan["routes"][item.id]
         if route == "defer":
             continue
         regime = GOLD if route == "annotate" else SELF
-        rows.append({"prompt": item["prompt"], "id": item["id"], "regime": regime,
-                     "answer": gold[item["id"]] if regime == GOLD else ""})
+        rows.append({"prompt": item.prompt, "id": item.id, "regime": regime,
+                     "answer": gold[item.id] if regime == GOLD else ""})
     return rows
 
 
@@ -178,8 +177,3 @@ def train_grpo(model_dir: str | Path, rows: list[dict], dev_rows: list[dict], ve
         "resumed": has_ckpt,
     }
 
-
-def save_summary(summary: dict, path: str | Path) -> None:
-    from pivottrace.io import write_json
-
-    write_json(path, json.loads(json.dumps(summary)))

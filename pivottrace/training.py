@@ -6,7 +6,8 @@ import logging
 from pathlib import Path
 
 from pivottrace.data import load_labeled
-from pivottrace.io import read_json, read_jsonl, write_json
+from pivottrace.io import read_json, write_json
+from pivottrace.pool import load_pool
 from pivottrace.rlvr import train_grpo, training_rows
 from pivottrace.verifiers import get_verifier
 
@@ -41,12 +42,11 @@ def run_training(cfg: dict, plan_path: Path, data_dir: Path, model_dir: Path, se
     from pivottrace.oracle import AnnotationOracle
 
     plan = read_json(plan_path)
-    pool = read_jsonl(data_dir / "pool.jsonl", required={"id": str, "prompt": str, "difficulty": int},
-                      forbidden=("answer",))
-    missing = [r["id"] for r in pool if r["id"] not in plan["routes"]]
+    pool = load_pool(data_dir / "pool.jsonl")
+    missing = [i for i in pool.ids if i not in plan["routes"]]
     if missing:
         raise ValueError(f"{plan_path}: plan has no route for pool id {missing[0]!r}")
-    to_annotate = [r["id"] for r in pool if plan["routes"][r["id"]] == "annotate"]
+    to_annotate = [i for i in pool.ids if plan["routes"][i] == "annotate"]
     oracle = AnnotationOracle(data_dir / "pool_gold.jsonl", max_queries=len(to_annotate))
     gold = oracle.annotate(to_annotate) if to_annotate else {}
     rows = training_rows(plan, pool, gold)
