@@ -7,6 +7,7 @@ import os
 from snakemake.utils import min_version, validate
 
 from pivottrace.config import config_hash, validate as validate_cross_fields
+from pivottrace.tasks.mathdata import source_paths
 from pivottrace.workflow import BUDGET_RE, grid_runs, scores_input, write_resolved_config
 
 min_version("9.0")
@@ -20,6 +21,9 @@ validate_cross_fields(config, source="snakemake config")
 
 CFG = write_resolved_config(config, "runs/config")
 PT = f"pivottrace --config {CFG}"
+# grpo.launcher (e.g. "accelerate launch --num_processes 4") runs training as `-m pivottrace.cli`
+LAUNCHER = config["grpo"].get("launcher", "").strip()
+TRAIN_PT = f"{LAUNCHER} -m pivottrace.cli --config {CFG}" if LAUNCHER else PT
 RUN = "runs/{method}/{budget}/{seed}"
 DATA = ["pool.jsonl", "pool_gold.jsonl", "dev.jsonl", "test.jsonl", "test_hard.jsonl", "sft.jsonl"]
 
@@ -38,10 +42,11 @@ rule all:
     input:
         "results/table1.csv",
         "results/base_model.json",
-        "results/calibration.csv",
 
 
 rule data:
+    input:
+        source_paths(config["task"]),  # task 'math': the local JSONL sources; [] for modchain
     output:
         expand("data/{f}", f=DATA),
         manifest="data/manifest.json",
@@ -58,6 +63,7 @@ rule data:
 rule base_model:
     input:
         "data/sft.jsonl",
+        src=config["model"].get("path", []),  # model.path: an existing local model directory
     output:
         directory("models/base"),
     params:
@@ -88,15 +94,39 @@ rule base_report:
         "PIVOTTRACE_THREADS={threads} {PT} base-report --model {input.model} --data data --out {output} > {log} 2>&1"
 
 
+rule tune_pivots:
+    input:
+        model="models/base",
+        dev="data/dev.jsonl",
+    output:
+        sweep="results/pivot_tuning.csv",
+        choice="results/pivot_choice.json",
+    params:
+        h=section_hash("scoring", "pivot_tuning", "task"),
+    threads: workflow.cores
+    log:
+        "logs/tune_pivots.log",
+    benchmark:
+        "benchmarks/tune_pivots.tsv"
+    shell:
+        "PIVOTTRACE_THREADS={threads} {PT} tune-pivots --model {input.model} --dev {input.dev} "
+        "--out {output.sweep} --choice {output.choice} > {log} 2>&1"
+
+
+TUNED = config["pivot_tuning"]["enabled"]
+
+
 rule score:
     input:
         model="models/base",
         pool="data/pool.jsonl",
+        choice="results/pivot_choice.json" if TUNED else [],
+    params:
+        h=section_hash("scoring", "task"),
+        choice="--pivot-choice results/pivot_choice.json" if TUNED else "",
     output:
         scores="results/scores/pool_scores.csv",
         traces="results/scores/pool_traces.jsonl",
-    params:
-        h=section_hash("scoring", "task"),
     threads: workflow.cores
     log:
         "logs/score.log",
@@ -104,7 +134,7 @@ rule score:
         "benchmarks/score.tsv"
     shell:
         "PIVOTTRACE_THREADS={threads} {PT} score --model {input.model} --pool {input.pool} "
-        "--out {output.scores} --traces {output.traces} > {log} 2>&1"
+        "--out {output.scores} --traces {output.traces} {params.choice} > {log} 2>&1"
 
 
 rule oracle_scores:
@@ -137,7 +167,7 @@ rule calibration:
 rule select:
     input:
         pool="data/pool.jsonl",
-        scores=lambda w: scores_input(w.method),
+        scores=lambda w: scores_input(w.method, config),
     params:
         scores=lambda w, input: f"--scores {input.scores}" if input.scores else "",
     output:
@@ -151,6 +181,9 @@ rule select:
         "--seed {wildcards.seed} --pool {input.pool} {params.scores} --out {output} > {log} 2>&1"
 
 
+# Training and evaluation run one thread per job: two runs share the 2 cores of the default
+# machine (a width-128 model scales poorly across threads), and a run's numbers do not depend
+# on the core count of the machine.
 rule train:
     input:
         plan=RUN + "/plan.json",
@@ -163,13 +196,13 @@ rule train:
     params:
         h=section_hash("grpo"),
         work=RUN + "/ckpt",
-    threads: workflow.cores
+    threads: 1
     log:
         "logs/" + RUN + "/train.log",
     benchmark:
         "benchmarks/" + RUN + "/train.tsv"
     shell:
-        "PIVOTTRACE_THREADS={threads} {PT} train --plan {input.plan} --data data "
+        "PIVOTTRACE_THREADS={threads} {TRAIN_PT} train --plan {input.plan} --data data "
         "--model {input.model} --seed {wildcards.seed} --work {params.work} "
         "--out-model {output.model} --summary {output.summary} --ledger {output.ledger} > {log} 2>&1"
 
@@ -187,7 +220,7 @@ rule evaluate:
         RUN + "/eval.json",
     params:
         h=section_hash("eval"),
-    threads: workflow.cores
+    threads: 1
     log:
         "logs/" + RUN + "/evaluate.log",
     benchmark:
@@ -199,7 +232,7 @@ rule evaluate:
 
 def record_inputs(w):
     run = f"runs/{w.method}/{w.budget}/{w.seed}"
-    files = [f"{run}/eval.json", "data/pool.jsonl"]
+    files = [f"{run}/eval.json", "data/pool.jsonl", "data/pool_gold.jsonl"]
     if w.method != "base":
         files += [f"{run}/plan.json", f"{run}/ledger.json", f"{run}/train.json"]
     return files
@@ -215,16 +248,43 @@ rule record:
     shell:
         "{PT} record --method {wildcards.method} --budget {wildcards.budget} "
         "--seed {wildcards.seed} --run-dir runs/{wildcards.method}/{wildcards.budget}/{wildcards.seed} "
-        "--pool data/pool.jsonl --out {output} > {log} 2>&1"
+        "--pool data/pool.jsonl --gold data/pool_gold.jsonl --out {output} > {log} 2>&1"
 
 
+RECORDS = [f"runs/{m}/{b}/{s}/record.json" for m, b, s in grid_runs(config)]
+FIGURES = ["efficiency", "convergence", "triage_map", "trace_pivots"]
+
+
+rule figures:
+    input:
+        records=RECORDS,
+        scores="results/scores/pool_scores.csv",
+        oracle="results/scores/pool_oracle.csv",
+        traces="results/scores/pool_traces.jsonl",
+        model="models/base",
+    output:
+        expand("paper_figures/{fig}.{ext}", fig=FIGURES, ext=["png", "pdf", "csv"]),
+    log:
+        "logs/figures.log",
+    benchmark:
+        "benchmarks/figures.tsv"
+    shell:
+        "{PT} figures --records {input.records} --scores {input.scores} --oracle {input.oracle} "
+        "--traces {input.traces} --model {input.model} --out-dir paper_figures > {log} 2>&1"
+
+
+# The table is the last artifact: asking for results/table1.csv also (re)draws every figure
+# and the calibration analysis, so `snakemake results/table1.csv` regenerates the whole paper.
 rule table:
     input:
-        [f"runs/{m}/{b}/{s}/record.json" for m, b, s in grid_runs(config)],
+        records=RECORDS,
+        figures=expand("paper_figures/{fig}.png", fig=FIGURES + ["calibration"]),
+        calibration="results/calibration.csv",
+        tuning="results/pivot_tuning.csv" if TUNED else [],
     output:
         csv="results/table1.csv",
         md="results/table1.md",
     log:
         "logs/table.log",
     shell:
-        "{PT} table --records {input} --out-csv {output.csv} --out-md {output.md} > {log} 2>&1"
+        "{PT} table --records {input.records} --out-csv {output.csv} --out-md {output.md} > {log} 2>&1"

@@ -250,12 +250,11 @@ def plot_calibration(summary_csv, bins_csv, out_png_pdf_stem) -> list[Path]:
     Returns:
         The three paths written.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import seaborn as sns
 
+    from analysis.style import save_figure, setup
+
+    plt = setup()
     summary = summary_csv if isinstance(summary_csv, pd.DataFrame) else pd.read_csv(summary_csv)
     bins = bins_csv if isinstance(bins_csv, pd.DataFrame) else pd.read_csv(bins_csv)
     data = figure_data(summary, bins)
@@ -263,7 +262,6 @@ def plot_calibration(summary_csv, bins_csv, out_png_pdf_stem) -> list[Path]:
     order = list(summary["estimator"])
     palette = dict(zip(order, sns.color_palette("colorblind", len(order))))
 
-    sns.set_theme(style="whitegrid", context="paper")
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [1, 1.2]})
     a = data[data["panel"] == "auroc"].reset_index(drop=True)
     sns.barplot(data=a.assign(y=a["y"].fillna(0.0)), x="y", y="label", hue="estimator",
@@ -300,14 +298,7 @@ def plot_calibration(summary_csv, bins_csv, out_png_pdf_stem) -> list[Path]:
     ax2.legend(fontsize=7, loc="best")
     fig.tight_layout()
 
-    paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf"), stem.with_suffix(".csv")]
-    with atomic_write(paths[0], "wb") as fh:
-        fig.savefig(fh, format="png", dpi=200)
-    with atomic_write(paths[1], "wb") as fh:
-        fig.savefig(fh, format="pdf", metadata={"CreationDate": None})
-    plt.close(fig)
-    _write_csv(data, paths[2])
-    return paths
+    return save_figure(fig, stem, data)
 
 
 def calibration_and_write(scores_csv, oracle_csv, out_csv, out_bins_csv, fig_stem,

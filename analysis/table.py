@@ -1,8 +1,11 @@
 """Run records -> ``results/table1.csv`` and a readable ``results/table1.md``.
 
-Analysis reads only run records. One row per (method, budget): test accuracy
-mean with a 95% confidence interval over seeds (Student t; a single seed has
-no interval), test-hard accuracy, annotated fraction from the oracle ledger.
+Analysis reads only run records. One row per (method, budget): annotated
+fraction from the oracle ledger, test accuracy mean with a 95% confidence
+interval over seeds (Student t; a single seed has no interval), test-hard
+accuracy, convergence (:mod:`analysis.convergence`: steps-to-target against
+full supervision's final dev accuracy, speedup, seeds that reached the target),
+training wall time, and the pseudo-label accuracy of self-route prompts.
 """
 
 from __future__ import annotations
@@ -10,18 +13,37 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from scipy import stats
 
+from analysis.convergence import per_run
 from pivottrace.io import atomic_write, read_json
 
+RECORD_FIELDS = ("method", "budget", "seed", "annotated_fraction", "test_accuracy",
+                 "test_hard_accuracy", "steps", "train_wall_s", "uses_labels", "dev_curve",
+                 "pseudo_label_accuracy")
+
 COLUMNS = ["method", "budget", "annotated_fraction", "test_accuracy", "test_accuracy_ci95",
-           "test_hard_accuracy", "test_hard_accuracy_ci95", "n_seeds", "steps", "train_wall_s",
-           "uses_labels"]
+           "test_hard_accuracy", "test_hard_accuracy_ci95", "final_dev_accuracy",
+           "steps_to_target", "speedup", "n_reached", "train_wall_s", "pseudo_label_accuracy",
+           "n_seeds", "steps", "uses_labels"]
+"""Columns of ``table1.csv``. ``steps_to_target`` and ``speedup`` are means over
+the seeds that reached the target (``n_reached`` of ``n_seeds``)."""
+
+TIMING_COLUMNS = ("train_wall_s",)
+"""Columns that differ between identical reruns (excluded from determinism checks)."""
 
 
 def ci95(values: pd.Series) -> float:
-    """Half-width of the 95% t-interval of the mean; NaN for fewer than 2 values."""
+    """Half-width of the 95% t-interval of the mean; NaN for fewer than 2 values.
+
+    Examples:
+        >>> round(ci95(pd.Series([0.5, 0.7, 0.6])), 4)
+        0.2484
+        >>> ci95(pd.Series([0.5]))
+        nan
+    """
     n = len(values)
     if n < 2:
         return math.nan
@@ -29,52 +51,80 @@ def ci95(values: pd.Series) -> float:
 
 
 def load_records(paths: list[Path]) -> pd.DataFrame:
+    """One row per run record (:data:`RECORD_FIELDS`; budget as its path string)."""
     rows = []
     for p in paths:
         r = read_json(p)
-        rows.append({k: r[k] for k in ("method", "budget", "seed", "annotated_fraction",
-                                       "test_accuracy", "test_hard_accuracy", "steps",
-                                       "train_wall_s", "uses_labels")})
-    for row in rows:
+        missing = [k for k in RECORD_FIELDS if k not in r and k != "pseudo_label_accuracy"]
+        if missing:
+            raise ValueError(f"{p}: run record lacks field(s) {missing}")
+        row = {k: r.get(k) for k in RECORD_FIELDS}
         row["budget"] = "none" if row["budget"] is None else str(row["budget"])
-    df = pd.DataFrame(rows)
-    return df
+        row["pseudo_label_accuracy"] = (math.nan if row["pseudo_label_accuracy"] is None
+                                        else row["pseudo_label_accuracy"])
+        rows.append(row)
+    return pd.DataFrame(rows, columns=list(RECORD_FIELDS))
+
+
+def _mean_reached(x: pd.Series) -> float:
+    x = x.dropna()
+    return float(x.mean()) if len(x) else math.nan
 
 
 def aggregate(df: pd.DataFrame) -> pd.DataFrame:
     """One row per (method, budget), sorted by method then budget."""
-    g = df.groupby(["method", "budget"], sort=True)
+    runs = per_run(df)
+    g = runs.groupby(["method", "budget"], sort=True)
     out = g.agg(annotated_fraction=("annotated_fraction", "mean"),
                 test_accuracy=("test_accuracy", "mean"),
                 test_accuracy_ci95=("test_accuracy", ci95),
                 test_hard_accuracy=("test_hard_accuracy", "mean"),
                 test_hard_accuracy_ci95=("test_hard_accuracy", ci95),
+                final_dev_accuracy=("final_dev_accuracy", "mean"),
+                steps_to_target=("steps_to_target", _mean_reached),
+                speedup=("speedup", _mean_reached),
+                n_reached=("steps_to_target", lambda x: int(x.notna().sum())),
+                train_wall_s=("train_wall_s", "mean"),
+                pseudo_label_accuracy=("pseudo_label_accuracy", _mean_reached),
                 n_seeds=("seed", "nunique"),
                 steps=("steps", "max"),
-                train_wall_s=("train_wall_s", "mean"),
                 uses_labels=("uses_labels", "any")).reset_index()
     return out[COLUMNS]
 
 
+def _fmt(x: float, spec: str = ".3f") -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
+
+
 def to_markdown(table: pd.DataFrame) -> str:
     def pm(mean, half):
-        return f"{mean:.3f}" if math.isnan(half) else f"{mean:.3f} ± {half:.3f}"
+        return _fmt(mean) if math.isnan(half) else f"{mean:.3f} ± {half:.3f}"
 
-    lines = ["| method | budget | annotated | test acc (95% CI) | test-hard acc (95% CI) | seeds | steps | train s |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| method | budget | annotated | test acc (95% CI) | test-hard acc (95% CI) | final dev | "
+             "steps to target | speedup vs full | reached | pseudo-label acc | seeds | train s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in table.itertuples():
         name = r.method + (" (reads labels)" if r.uses_labels else "")
         lines.append(f"| {name} | {r.budget} | {r.annotated_fraction:.3f} | "
                      f"{pm(r.test_accuracy, r.test_accuracy_ci95)} | "
-                     f"{pm(r.test_hard_accuracy, r.test_hard_accuracy_ci95)} | {r.n_seeds} | "
-                     f"{r.steps} | {r.train_wall_s:.0f} |")
-    return "\n".join(lines) + "\n"
+                     f"{pm(r.test_hard_accuracy, r.test_hard_accuracy_ci95)} | "
+                     f"{_fmt(r.final_dev_accuracy)} | {_fmt(r.steps_to_target, '.1f')} | "
+                     f"{_fmt(r.speedup, '.2f')} | {r.n_reached}/{r.n_seeds} | "
+                     f"{_fmt(r.pseudo_label_accuracy)} | {r.n_seeds} | {r.train_wall_s:.0f} |")
+    notes = ["", "Steps to target: first logged step at which greedy dev accuracy reaches the final "
+             "dev accuracy of full supervision with the same seed (mean over the seeds that "
+             "reached it); speedup = full supervision's steps to target / the method's. "
+             "Pseudo-label accuracy: majority-vote answers of self-route prompts against gold "
+             "(analysis only; never used in training)."]
+    return "\n".join(lines + notes) + "\n"
 
 
 def write_table(records: list[Path], out_csv: Path, out_md: Path) -> pd.DataFrame:
+    """Aggregate run records and write the CSV and Markdown tables atomically."""
     table = aggregate(load_records(records))
     with atomic_write(out_csv) as fh:
-        table.to_csv(fh, index=False, float_format="%.6g")
+        table.replace([np.inf, -np.inf], np.nan).to_csv(fh, index=False, float_format="%.6g",
+                                                        lineterminator="\n")
     with atomic_write(out_md) as fh:
         fh.write(to_markdown(table))
     return table

@@ -14,8 +14,43 @@ from pivottrace.tasks import modchain as mc
 log = logging.getLogger(__name__)
 
 
+def link_base(src: Path, out_dir: Path) -> dict:
+    """Use an existing local Hugging Face model directory as the base model (``model.path``).
+
+    Files are hard-linked where the file system allows (no copy of multi-GB
+    weights), else copied; the source is checked first (config, weights,
+    tokenizer), so a missing or broken directory fails here, naming it.
+    """
+    import os
+    import shutil
+
+    from pivottrace.io import check_model_dir
+
+    src = Path(src)
+    check_model_dir(src)
+
+    def link_or_copy(a, b):
+        try:
+            os.link(a, b)
+        except OSError:
+            shutil.copy2(a, b)
+
+    with atomic_dir(out_dir) as tmp:
+        shutil.copytree(src, tmp, dirs_exist_ok=True, copy_function=link_or_copy,
+                        ignore=shutil.ignore_patterns(".git", ".cache"))
+        summary = {"source": str(src.resolve()), "linked": True}
+        write_json(tmp / "build.json", summary)
+    log.info("base model: linked %s -> %s", src, out_dir)
+    return summary
+
+
 def build_base(cfg: dict, data_dir: Path, out_dir: Path) -> dict:
-    """Tokenizer + from-scratch Llama + SFT on teacher traces, saved as an HF directory."""
+    """Tokenizer + from-scratch Llama + SFT on teacher traces, saved as an HF directory.
+
+    With ``model.path`` set, that local model directory is used instead (:func:`link_base`).
+    """
+    if cfg["model"].get("path"):
+        return link_base(Path(cfg["model"]["path"]), out_dir)
     t0 = time.perf_counter()
     task = cfg["task"]
     max_steps = max(s["max_steps"] for s in task["splits"].values())
@@ -41,6 +76,7 @@ def base_report(cfg: dict, model_dir: Path, data_dir: Path, out_path: Path) -> d
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from pivottrace.io import check_model_dir
     from pivottrace.oracle import AnnotationOracle
     from pivottrace.pool import load_pool
     from pivottrace.rollouts import generate
@@ -48,10 +84,12 @@ def base_report(cfg: dict, model_dir: Path, data_dir: Path, out_path: Path) -> d
 
     verifier = get_verifier(cfg["task"]["verifier"])
     rc = cfg["base_report"]
+    check_model_dir(model_dir)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     pool = load_pool(data_dir / "pool.jsonl")
-    oracle = AnnotationOracle(data_dir / "pool_gold.jsonl", max_queries=len(pool))
+    oracle = AnnotationOracle(data_dir / "pool_gold.jsonl", max_queries=len(pool),
+                              verifier=cfg["task"]["verifier"], modulus=cfg["task"].get("modulus"))
     gold = oracle.annotate(pool.ids)
     prompts = [item.prompt for item in pool]
     sampled = generate(model, tokenizer, prompts, k=rc["k"], do_sample=True,

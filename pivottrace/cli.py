@@ -21,7 +21,14 @@ def cmd_make_data(a, cfg):
     from pivottrace.data import make_modchain
     from pivottrace.io import write_json
 
-    counts = make_modchain(cfg["task"], Path(a.out))
+    if cfg["task"]["name"] == "math":  # local MATH-style JSONL (pivottrace/tasks/mathdata.py)
+        from pivottrace.data import validate_data_dir
+        from pivottrace.tasks.mathdata import make_math
+
+        counts = make_math(cfg["task"], Path(a.out))
+        validate_data_dir(Path(a.out), cfg["task"])
+    else:
+        counts = make_modchain(cfg["task"], Path(a.out))
     write_json(Path(a.out) / "manifest.json", {"counts": counts, "task": cfg["task"]})
     log.info("wrote %s: %s", a.out, counts)
 
@@ -48,10 +55,20 @@ def cmd_select(a, cfg):
 
 
 def cmd_score(a, cfg):
+    from pivottrace.io import check_model_dir
     from pivottrace.scoring import score_and_write
+    from pivottrace.tuning import apply_choice
 
     _threads()
-    score_and_write(cfg, a.model, a.pool, a.out, a.traces)
+    check_model_dir(a.model)  # missing or corrupt model: DataError naming the file, nothing written
+    score_and_write(apply_choice(cfg, a.pivot_choice), a.model, a.pool, a.out, a.traces)
+
+
+def cmd_tune_pivots(a, cfg):
+    from pivottrace.tuning import tune_and_write
+
+    _threads()
+    tune_and_write(cfg, a.model, a.dev, a.out, a.choice)
 
 
 def cmd_oracle_scores(a, cfg):
@@ -87,13 +104,47 @@ def cmd_evaluate(a, cfg):
 def cmd_record(a, cfg):
     from pivottrace.records import build_record
 
-    build_record(cfg, a.method, a.budget, a.seed, Path(a.run_dir), Path(a.pool), Path(a.out))
+    build_record(cfg, a.method, a.budget, a.seed, Path(a.run_dir), Path(a.pool), Path(a.out),
+                 gold_path=Path(a.gold) if a.gold else None)
+
+
+def cmd_figures(a, cfg):
+    from analysis.figures import all_figures
+    from pivottrace.workflow import budget_key
+
+    budgets = [budget_key(b) for b in cfg["experiment"]["budgets"]]
+    all_figures([Path(p) for p in a.records], a.scores, a.oracle, a.traces, a.model, a.out_dir,
+                headline_budgets=budgets)
 
 
 def cmd_table(a, cfg):
     from analysis.table import write_table
 
     write_table([Path(p) for p in a.records], Path(a.out_csv), Path(a.out_md))
+
+
+def cmd_bench_trace(a, cfg):
+    from pivottrace.bench_trace import BenchConfig
+    from pivottrace.bench_trace import main as bench_main
+
+    _threads()
+    if a.threads:
+        import torch
+
+        torch.set_num_threads(a.threads)
+    lengths = tuple(int(x) for x in a.prompt_lengths.split(","))
+    if not lengths or min(lengths) < 1 or a.new_tokens < 2 or a.batch_size < 1 or a.repeats < 1:
+        raise ValueError("bench-trace: prompt lengths, --batch-size and --repeats must be >= 1, "
+                         "--new-tokens >= 2")
+    table = bench_main(BenchConfig(prompt_lengths=lengths, new_tokens=a.new_tokens,
+                                   batch_size=a.batch_size, repeats=a.repeats, device=a.device,
+                                   hidden_size=a.hidden_size, num_layers=a.num_layers,
+                                   num_heads=a.num_heads))
+    if a.out:
+        from pivottrace.io import atomic_write
+
+        with atomic_write(Path(a.out)) as fh:
+            fh.write(table + "\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -132,7 +183,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--pool", required=True)
     s.add_argument("--out", required=True, help="scores CSV (label-free)")
     s.add_argument("--traces", required=True, help="per-trace JSONL (pivots, shift series)")
+    s.add_argument("--pivot-choice", default=None,
+                   help="JSON from tune-pivots; overrides scoring.score/layers/tau/window")
     s.set_defaults(fn=cmd_score)
+
+    s = sub.add_parser("tune-pivots", help="choose the pivot definition on the dev split")
+    s.add_argument("--model", required=True)
+    s.add_argument("--dev", required=True, help="labeled dev JSONL")
+    s.add_argument("--out", required=True, help="sweep CSV (every setting, best first)")
+    s.add_argument("--choice", required=True, help="JSON with the chosen setting")
+    s.set_defaults(fn=cmd_tune_pivots)
 
     s = sub.add_parser("oracle-scores", help="READS LABELS: pass rate and p(1-p) of the scored traces")
     s.add_argument("--traces", required=True)
@@ -171,14 +231,39 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, required=True)
     s.add_argument("--run-dir", required=True)
     s.add_argument("--pool", required=True)
+    s.add_argument("--gold", help="pool gold (analysis only: pseudo-label accuracy of self routes)")
     s.add_argument("--out", required=True)
     s.set_defaults(fn=cmd_record)
+
+    s = sub.add_parser("figures", help="efficiency, convergence, triage map and trace figures")
+    s.add_argument("--records", nargs="+", required=True)
+    s.add_argument("--scores", required=True, help="pool scores CSV")
+    s.add_argument("--oracle", required=True, help="pool oracle CSV (READS LABELS; analysis only)")
+    s.add_argument("--traces", required=True, help="pool traces JSONL")
+    s.add_argument("--model", required=True, help="model directory (its tokenizer labels the trace)")
+    s.add_argument("--out-dir", required=True)
+    s.set_defaults(fn=cmd_figures)
 
     s = sub.add_parser("table", help="aggregate run records into results/table1.csv")
     s.add_argument("--records", nargs="+", required=True)
     s.add_argument("--out-csv", required=True)
     s.add_argument("--out-md", required=True)
     s.set_defaults(fn=cmd_table)
+
+    s = sub.add_parser("bench-trace", help="time/memory of plain vs streaming-traced vs eager "
+                       "(output_attentions) generation; last line trace_overhead_ratio=<x>")
+    s.add_argument("--prompt-lengths", default="64,256,1024", help="comma-separated (default 64,256,1024)")
+    s.add_argument("--new-tokens", type=int, default=32)
+    s.add_argument("--batch-size", type=int, default=4)
+    s.add_argument("--repeats", type=int, default=5, help="timed rounds after one warm-up (median)")
+    s.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:1 ...")
+    s.add_argument("--hidden-size", type=int, default=256)
+    s.add_argument("--num-layers", type=int, default=4)
+    s.add_argument("--num-heads", type=int, default=4)
+    s.add_argument("--threads", type=int, default=0,
+                   help="torch CPU threads (default: PIVOTTRACE_THREADS or all cores)")
+    s.add_argument("--out", default=None, help="also write the table to this file")
+    s.set_defaults(fn=cmd_bench_trace)
     return p
 
 

@@ -60,6 +60,14 @@ def validate(config: dict, source: str = "config") -> dict:
 
 
 def _check_cross_fields(c: dict, source: str) -> None:
+    if c["task"]["name"] == "math":
+        if "math" not in c["task"]:
+            raise ConfigError(f"{source}: key 'task.math': required when task.name is 'math'")
+        if c["task"]["verifier"] != "math":
+            raise ConfigError(f"{source}: key 'task.verifier': must be 'math' when task.name is 'math'")
+        if not c["model"].get("path"):
+            raise ConfigError(f"{source}: key 'model.path': task 'math' needs an existing local "
+                              "model directory (the from-scratch reasoner is built for modchain only)")
     splits = c["task"]["splits"]
     for name, s in splits.items():
         if s["min_steps"] > s["max_steps"]:
@@ -71,6 +79,12 @@ def _check_cross_fields(c: dict, source: str) -> None:
             f"{splits['pool']['max_steps']})"
         )
     m = c["model"]
+    n_layers = m.get("num_layers")
+    bad = [x for x in c.get("pivot_tuning", {}).get("layers", [])
+           if n_layers and x != "all" and not -n_layers <= x < n_layers]
+    if bad:
+        raise ConfigError(f"{source}: key 'pivot_tuning.layers': {bad} out of range for "
+                          f"model.num_layers={m['num_layers']}")
     if m["hidden_size"] % m["num_heads"]:
         raise ConfigError(f"{source}: key 'model.num_heads': must divide hidden_size {m['hidden_size']}")
 

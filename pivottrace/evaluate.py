@@ -154,7 +154,12 @@ def _check_inputs(splits: dict[str, str | os.PathLike], verifier: str,
     names = [task_name(verifier, s) for s in splits]
     if len(set(names)) != len(names):
         raise ValueError(f"split names {sorted(splits)} collide as lm-eval task names")
-    return {name: read_jsonl(path, required=ROW_FIELDS) for name, path in splits.items()}
+    from pivottrace.data import check_answers
+
+    rows = {name: read_jsonl(path, required=ROW_FIELDS) for name, path in splits.items()}
+    for name, path in splits.items():
+        check_answers(path, rows[name], verifier)  # a gold answer the verifier cannot parse
+    return rows
 
 
 def _check_lengths(tokenizer, rows: dict[str, list[dict]], max_new_tokens: int,
@@ -279,9 +284,12 @@ def evaluate_splits(model: str | os.PathLike | Any, splits: dict[str, str | os.P
         from transformers import AutoConfig
 
         # absolute: lm-eval's model-sha lookup then fails locally instead of asking the hub
+        from pivottrace.io import check_model_dir
+
         model_dir = Path(model).resolve()
         if not (model_dir / "config.json").is_file():
             raise FileNotFoundError(f"{model}: not a model directory (no config.json)")
+        check_model_dir(model_dir)  # corrupt config, weights or tokenizer: DataError naming the file
         if tokenizer is not None:
             raise ValueError("a model directory brings its own tokenizer; pass tokenizer=None")
         tok = load_tokenizer(model_dir)

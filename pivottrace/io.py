@@ -121,9 +121,60 @@ def atomic_dir(path: str | os.PathLike):
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
+        old = None
         if path.exists():
-            shutil.rmtree(path)
+            # move the previous copy aside in one rename: a kill from here on leaves
+            # either the old directory or nothing at ``path``, never a half-deleted one
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+            os.replace(path, old / path.name)
         os.replace(tmp, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def jsonl_row_lines(path: str | os.PathLike) -> list[int]:
+    """1-based line numbers of the non-blank lines of a JSONL file (the rows ``read_jsonl`` returns)."""
+    return [i for i, line in enumerate(Path(path).read_bytes().split(b"\n"), start=1) if line.strip()]
+
+
+def check_model_dir(path: str | os.PathLike) -> Path:
+    """Fail early, naming the file, when ``path`` is not a loadable Hugging Face model directory.
+
+    Checks that the directory exists, ``config.json`` is a JSON object with a
+    ``model_type``, a weights file exists and every ``*.safetensors`` header is
+    complete (a truncated or garbage file is caught here, not deep inside
+    ``from_pretrained``), and a tokenizer file is present (``tokenizer.json``
+    must be valid JSON).
+
+    Raises:
+        DataError: naming the directory or the offending file (and key).
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise DataError(f"{path}: model directory not found" if not path.exists()
+                        else f"{path}: not a directory (expected a model directory)")
+    config = read_json(path / "config.json")
+    if not isinstance(config, dict):
+        raise DataError(f"{path / 'config.json'}: expected a JSON object, got {type(config).__name__}")
+    if not isinstance(config.get("model_type"), str):
+        raise DataError(f"{path / 'config.json'}: missing field 'model_type' (not a model config)")
+    weights = sorted(path.glob("*.safetensors"))
+    if not weights and not any(path.glob("pytorch_model*.bin")):
+        raise DataError(f"{path}: no weights file (*.safetensors or pytorch_model.bin)")
+    if weights:
+        from safetensors import SafetensorError, safe_open
+
+        for w in weights:
+            try:
+                with safe_open(str(w), framework="pt") as fh:
+                    fh.keys()
+            except (SafetensorError, OSError) as e:
+                raise DataError(f"{w}: corrupt weights file ({e})") from None
+    if (path / "tokenizer.json").exists():
+        read_json(path / "tokenizer.json")
+    elif not (path / "tokenizer_config.json").exists():
+        raise DataError(f"{path}: no tokenizer (tokenizer.json or tokenizer_config.json)")
+    return path

@@ -31,6 +31,9 @@ class AnnotationOracle:
     Args:
         gold_path: ``data/pool_gold.jsonl`` with ``id`` (str) and ``answer`` (str) per row.
         max_queries: the most distinct ids that may be annotated (>= 0).
+        verifier, modulus: when given, every gold answer must parse under this
+            verifier (:func:`pivottrace.data.gold_problem`), else DataError naming
+            file, row and field.
 
     Examples:
         >>> oracle = AnnotationOracle(gold_path, max_queries=2)  # doctest: +SKIP
@@ -40,10 +43,16 @@ class AnnotationOracle:
 
     __slots__ = ("_answers", "_annotated", "_gold_path", "_max_queries")
 
-    def __init__(self, gold_path: str | os.PathLike, max_queries: int) -> None:
+    def __init__(self, gold_path: str | os.PathLike, max_queries: int, *,
+                 verifier: str | None = None, modulus: int | None = None) -> None:
         if isinstance(max_queries, bool) or not isinstance(max_queries, int) or max_queries < 0:
             raise ValueError(f"max_queries must be an int >= 0, got {max_queries!r}")
         rows = read_jsonl(gold_path, required={"id": str, "answer": str})
+        if verifier is not None:
+            # every gold answer must be usable as a reward target (nothing is revealed)
+            from pivottrace.data import check_answers
+
+            check_answers(gold_path, rows, verifier, modulus)
         self._gold_path = str(gold_path)
         self._max_queries = max_queries
         self._answers = {r["id"]: r["answer"] for r in rows}

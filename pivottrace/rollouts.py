@@ -42,7 +42,7 @@ def _generate(model, tokenizer, prompts, k, do_sample, temperature, max_new_toke
     for start in range(0, len(jobs), batch_size):
         chunk = jobs[start:start + batch_size]
         enc = tokenizer([prompts[i] for _, i, _ in chunk], return_tensors="pt", padding=True,
-                        add_special_tokens=False)
+                        add_special_tokens=False).to(model.device)
         seqs = model.generate(**enc, do_sample=do_sample, temperature=temperature if do_sample else None,
                               top_k=None, top_p=None, max_new_tokens=max_new_tokens,
                               pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)

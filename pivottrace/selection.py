@@ -246,6 +246,36 @@ def select(method: str, pool: UnlabeledPool, budget: Any = None, seed: int = 0, 
     return plan
 
 
+def resolve_method(cfg: Mapping[str, Any], name: str) -> tuple[str, dict[str, Any]]:
+    """A method name of the experiment -> (registered policy, its parameters).
+
+    Registered names take ``selection.<name>``; a config variant
+    (``variants.<name> = {method, params}``, an ablation as config) takes its
+    policy's ``selection.<method>`` with ``params`` merged over it.
+
+    Examples:
+        >>> cfg = {"selection": {"pivottrace": {"defer_fraction": 0.1}},
+        ...        "variants": {"two_way": {"method": "pivottrace", "params": {"mode": "two_way"}}}}
+        >>> resolve_method(cfg, "two_way")
+        ('pivottrace', {'defer_fraction': 0.1, 'mode': 'two_way'})
+        >>> resolve_method(cfg, "random")
+        ('random', {})
+    """
+    selection = cfg.get("selection") or {}
+    variants = cfg.get("variants") or {}
+    if name in POLICIES:
+        if name in variants:
+            raise ValueError(f"variants.{name}: a variant may not reuse a registered method name")
+        return name, dict(selection.get(name) or {})
+    if name in variants:
+        base = variants[name]["method"]
+        if base not in POLICIES:
+            raise ValueError(f"variants.{name}.method: unknown method {base!r}; known: {sorted(POLICIES)}")
+        return base, {**(selection.get(base) or {}), **(variants[name].get("params") or {})}
+    raise ValueError(f"unknown method {name!r}; known: {sorted(POLICIES)}"
+                     f"{'; variants: ' + str(sorted(variants)) if variants else ''}")
+
+
 def select_and_write(cfg: dict, method: str, budget: Any, seed: int, pool_path, scores_path,
                      out_path) -> Plan:
     """CLI entry (rule ``select``): load the pool (and scores), select, write plan.json.
@@ -260,11 +290,12 @@ def select_and_write(cfg: dict, method: str, budget: Any, seed: int, pool_path, 
     if scores_path is not None:
         scores = pd.read_csv(scores_path, dtype={"id": str})
         scores.attrs["path"] = str(scores_path)
-    params = dict(cfg.get("selection", {}).get(method, {}))
-    plan = select(method, pool, budget=budget, seed=seed, scores=scores, **params)
+    policy, params = resolve_method(cfg, method)
+    plan = select(policy, pool, budget=budget, seed=seed, scores=scores, **params)
+    plan = dataclasses.replace(plan, method=method)
     write_plan(plan, out_path)
     return plan
 
 
-__all__ = ["select_and_write", "POLICIES", "Plan", "PolicySpec", "check_args", "load_plan", "parse_budget",
+__all__ = ["resolve_method", "select_and_write", "POLICIES", "Plan", "PolicySpec", "check_args", "load_plan", "parse_budget",
            "pivottrace_policy", "select", "write_plan"]

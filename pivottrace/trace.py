@@ -37,16 +37,22 @@ Two paths give the same numbers:
 
 * :class:`StreamingTracer` wraps ``model.generate``: a registered attention
   function delegates the output to PyTorch SDPA and, for the newest query row
-  of each selected layer only, recomputes ``softmax(q k^T * scaling + mask)``
-  for that one row and reduces it to the three statistics. Only the previous
-  row per layer is kept (for the shift): memory is linear in the length.
+  of each selected layer only, recomputes the scores ``q k^T * scaling`` of
+  that one row; after the last selected layer of a forward, the rows of all
+  selected layers are masked, soft-maxed and reduced to the three statistics
+  together (a fixed number of small kernels per decoding step, whatever the
+  number of layers; no ``xlogy``, one ``log`` over the keys). Only the previous
+  row per layer is kept (for the shift): memory is linear in the length. The
+  cost left is one extra read of the keys per selected layer and step
+  (``pivottrace bench-trace`` measures it).
 * :func:`trace_forced` does one teacher-forced forward pass over finished
   sequences (e.g. from vLLM, which returns no attention) and computes the same
   rows in chunks of query rows inside the same attention function.
 
 Both match statistics computed from eager attention maps
 (``attn_implementation="eager"``, ``output_attentions=True``) to float32
-rounding. Scores and softmax are computed in float32 whatever the model dtype.
+rounding (the streaming path's rearranged sums to about 1e-6 absolute at a
+thousand keys). Scores and softmax are computed in float32 whatever the model dtype.
 
 Limitations: beam search (cache reordering), continuing from a filled cache,
 static (pre-allocated) caches, attention softcapping, sinks and position
@@ -161,34 +167,120 @@ def _js_divergence(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     """Jensen-Shannon divergence (nats) over the last axis, both rows renormalised first."""
     p = p / p.sum(-1, keepdim=True).clamp_min(1e-30)
     q = q / q.sum(-1, keepdim=True).clamp_min(1e-30)
-    m = 0.5 * (p + q)
+    # clamp: 0.5 * (p + q) underflows to 0 for p or q at the smallest subnormal (KL -> inf)
+    m = (0.5 * (p + q)).clamp_min(1e-38)
     kl_pm = (_xlogy(p, p) - _xlogy(p, m)).sum(-1)
     kl_qm = (_xlogy(q, q) - _xlogy(q, m)).sum(-1)
     return (0.5 * (kl_pm + kl_qm)).clamp_min(0.0)
 
 
-def _last_row_stats(
-    probs: torch.Tensor, prev: torch.Tensor | None, prompt_width: int
+_MASKED = -1.0e30
+"""Score of a masked key in the streaming path: finite, so its log-probability is
+finite too, ``exp`` of it is exactly 0 in float32 and ``0 * logp == 0``; masked keys
+need no special case (and no NaN clean-up pass) in the dot products."""
+_LN2 = 0.6931471805599453
+
+
+def _newest_row_scores(
+    query: torch.Tensor, key: torch.Tensor, scaling: float, out: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """:func:`_row_stats` for one newest row per sequence (the streaming fast path).
+    """Scaled attention scores of the newest query row, float32, no mask yet (streaming path).
 
     Args:
-        probs: (B, H, K) the newest row (query at key position ``K - 1``).
-        prev: (B, H, K - 1) the previous row, or None for the first generated token.
+        query: (B, H, R, d); only the last row ``R - 1`` is used.
+        key: (B, Hkv, K, d) all keys (not repeated for GQA).
+        scaling: the score scale.
+        out: optional contiguous float32 (B, H, K) to write into.
+    Returns:
+        (B, H, K) scores.
+    """
+    b, h, _, d = query.shape
+    h_kv, k_len = key.shape[1], key.shape[2]
+    # Head h uses kv head h // g (as transformers' repeat_kv); no repeated copy of the keys.
+    q = query[:, :, -1:, :]
+    q = (q if q.dtype == torch.float32 else q.float()) * scaling
+    k = key if key.dtype == torch.float32 else key.float()
+    if out is None:
+        out = torch.empty(b, h, k_len, dtype=torch.float32, device=query.device)
+    torch.matmul(q.view(b, h_kv, h // h_kv, d), k.transpose(-1, -2),
+                 out=out.view(b, h_kv, h // h_kv, k_len))
+    return out
+
+
+def _mask_newest_row(scores: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Apply the last query row of a 4D mask to (..., B, H, K) scores, in place.
+
+    ``mask``: (B or 1, 1 or H, R, K'), boolean (True = attend) or additive
+    float; None: no mask (the newest row sees every key, no causal cut needed).
+    """
+    if mask is None:
+        return scores
+    row = mask[..., -1, : scores.shape[-1]]  # (B or 1, 1 or H, K)
+    if row.dtype == torch.bool:
+        return scores.masked_fill_(~row, _MASKED)
+    return scores.add_(row.float()).clamp_min_(_MASKED)  # -inf entries -> finite
+
+
+def _log_probs(scores: torch.Tensor) -> torch.Tensor:
+    """Log-softmax over keys (masked keys get about :data:`_MASKED`, probability 0).
+
+    A fully masked row would come out uniform; it cannot occur in generation
+    (the newest token always sees itself, and prompts are left padded).
+    """
+    return torch.log_softmax(scores, dim=-1)
+
+
+def _newest_row_stats(
+    logp: torch.Tensor,
+    prev: tuple[torch.Tensor, torch.Tensor] | None,
+    prompt_width: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`_row_stats` for one newest row per sequence, in O(K) cheap kernels.
+
+    Same statistics as :func:`_row_stats`, rearranged so that no ``xlogy`` (a
+    slow kernel on CPU) and only one ``log`` over the keys is needed: with
+    ``p' = p[:n] / c`` (``c = sum(p[:n])``, ``n = K - 1``), previous row ``q``
+    and ``m = (p' + q) / 2``,
+    ``KL(p'||m) = (sum_{i<n} p_i log p_i) / c - log c - (p[:n] . log m) / c``
+    where ``sum_{i<n} p_i log p_i`` is the row's ``p . log p`` (minus entropy)
+    less its last term, and ``KL(q||m) = (q . log q) - q . log m`` with
+    ``q . log q`` kept from the previous step. ``log m = log(p' + q) - ln 2``,
+    and the ``ln 2`` terms are added to the per-head sums (``q`` sums to 1).
+
+    Any leading dimensions (``...``) are batched, e.g. (L, B) for L layers at once.
+
+    Args:
+        logp: (..., H, K) from :func:`_log_probs` (query at key ``K - 1``).
+        prev: the previous row ``q`` (..., H, K - 1) and its ``q . log q`` (..., H),
+            or None for the first generated token.
         prompt_width: keys ``< prompt_width`` are prompt (or zero-probability padding).
     Returns:
-        (B, 3) float32 statistics in the order of :data:`STATS`.
+        (stats (..., 3) in the order of :data:`STATS`, heads averaged;
+        this row's probabilities (..., H, K); its ``p . log p`` (..., H)).
     """
-    total = probs.sum(-1)
-    lookback = torch.where(
-        total > 0, probs[..., :prompt_width].sum(-1) / total.clamp_min(1e-30), torch.nan
-    )
-    entropy = -_xlogy(probs, probs).sum(-1)
+    p = logp.exp()
+    plogp = torch.linalg.vecdot(p, logp)
+    if prompt_width >= p.shape[-1]:  # the first generated token sees only the prompt
+        lookback = torch.ones_like(plogp)
+    else:  # rows sum to 1 (softmax over finite scores): no division by the total
+        lookback = p[..., :prompt_width].sum(-1)
     if prev is None:
-        shift = torch.zeros_like(entropy)
+        shift = torch.zeros_like(plogp)
     else:
-        shift = _js_divergence(probs[..., : prev.shape[-1]], prev)
-    return torch.stack([lookback, shift, entropy], dim=-1).mean(dim=1)
+        q, q_plogp = prev
+        n = q.shape[-1]
+        pp = p[..., :n]
+        c = pp.sum(-1)
+        cc = c.clamp_min(1e-30)
+        # log(2m) = log(p' + q); 0 where both are 0, where the clamp keeps 0 * log finite
+        log_2m = torch.addcmul(q, pp, cc.reciprocal().unsqueeze(-1)).clamp_min_(1e-38).log_()
+        head = plogp - p[..., n] * logp[..., n]  # sum_{i<n} p_i log p_i
+        kl_pm = (head - torch.linalg.vecdot(pp, log_2m)) / cc - torch.log(cc) + _LN2
+        kl_pm = torch.where(c > 0, kl_pm, 0.0)  # p' == 0: 0 log 0 terms only
+        kl_qm = q_plogp - torch.linalg.vecdot(q, log_2m) + _LN2
+        shift = (0.5 * (kl_pm + kl_qm)).clamp_min(0.0)
+    stats = torch.stack([lookback, shift, -plogp], dim=-1).mean(dim=-2)
+    return stats, p, plogp
 
 
 # ---------------------------------------------------------------------------
@@ -207,17 +299,30 @@ class _Recorder:
 
 
 class _StreamRecorder(_Recorder):
-    """Per layer: the previous row (B, H, K) and a list of per-step (B, 3) stats."""
+    """Newest-row statistics of every traced layer, one (L, B, 3) tensor per forward.
+
+    Each layer's attention call only computes its newest row's scores (one
+    matmul); when the last traced layer of a forward has been seen, the rows of
+    all L layers are reduced together (masking, softmax and statistics batched
+    over layers, so the number of small kernels per decoding step does not grow
+    with L). Kept between forwards: the previous rows (L, B, H, K) and their
+    ``p . log p`` (L, B, H), for the shift.
+    """
 
     def __init__(self, n_layers: int):
-        self.prev: list[torch.Tensor | None] = [None] * n_layers
-        self.steps: list[list[torch.Tensor]] = [[] for _ in range(n_layers)]
+        self.n_layers = n_layers
+        self.prev: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.steps: list[torch.Tensor] = []
         self.prompt_width: int | None = None
-        self.prefill_rows: list[torch.Tensor | None] = [None] * n_layers
+        self.prefill_rows: torch.Tensor | None = None
+        self._pending: list = [None] * n_layers  # per layer: its mask, once its row is scored
+        self._seen = [False] * n_layers
+        self._n_pending = 0
+        self._scores: torch.Tensor | None = None
 
     def observe(self, col, query, key, mask, scaling) -> None:
         q_len, k_len = query.shape[2], key.shape[2]
-        first = self.prev[col] is None
+        first = self.prev is None
         if not first and q_len != 1:
             raise RuntimeError(
                 "StreamingTracer saw a second multi-token forward: use one generate() call per "
@@ -230,21 +335,40 @@ class _StreamRecorder(_Recorder):
                 )
             if self.prompt_width is None:
                 self.prompt_width = k_len
-        # The newest row attends to every key it is not masked from (no causal cut needed).
-        row_mask = None if mask is None else mask[..., -1:, :]
-        probs = _attention_rows(query[:, :, -1:, :], key, row_mask, scaling, None)[:, :, 0, :]
-        stats = _last_row_stats(probs, self.prev[col], self.prompt_width)
-        if first:
-            self.prefill_rows[col] = probs.mean(1)  # (B, K), for the padding check
-        self.prev[col] = probs
-        self.steps[col].append(stats)
+        if self._seen[col]:
+            raise RuntimeError("StreamingTracer saw a layer twice in one forward")
+        self._seen[col] = True
+        if self._n_pending == 0:  # the rows of all layers of this forward, (L, B, H, K)
+            b, h = query.shape[:2]
+            self._scores = torch.empty(self.n_layers, b, h, k_len, dtype=torch.float32,
+                                       device=query.device)
+        _newest_row_scores(query, key, scaling, out=self._scores[col])
+        self._pending[col] = mask
+        self._n_pending += 1
+        if self._n_pending == self.n_layers:
+            self._flush()
+
+    def _flush(self) -> None:
+        masks, self._pending, self._n_pending = self._pending, [None] * self.n_layers, 0
+        self._seen = [False] * self.n_layers
+        scores, self._scores = self._scores, None
+        if all(m is masks[0] for m in masks):
+            _mask_newest_row(scores, masks[0])
+        else:  # e.g. sliding-window layers beside full-attention ones
+            for i, m in enumerate(masks):
+                _mask_newest_row(scores[i], m)
+        stats, probs, plogp = _newest_row_stats(_log_probs(scores), self.prev, self.prompt_width)
+        if self.prev is None:
+            self.prefill_rows = probs[0].mean(1)  # (B, K), for the padding check
+        self.prev = (probs, plogp)
+        self.steps.append(stats)
 
     def tensors(self) -> Iterator[torch.Tensor]:
-        for t in self.prev + self.prefill_rows:
-            if t is not None:
-                yield t
-        for steps in self.steps:
-            yield from steps
+        if self.prev is not None:
+            yield from self.prev
+        if self.prefill_rows is not None:
+            yield self.prefill_rows
+        yield from self.steps
 
 
 class _ForcedRecorder(_Recorder):
@@ -477,9 +601,9 @@ class StreamingTracer:
         return self._recorder.prompt_width
 
     def _check_padding(self, tol: float = 1e-6) -> None:
-        if self.prompt_lengths is None or self._recorder.prefill_rows[0] is None:
+        if self.prompt_lengths is None or self._recorder.prefill_rows is None:
             return
-        rows = self._recorder.prefill_rows[0]
+        rows = self._recorder.prefill_rows
         if len(self.prompt_lengths) != rows.shape[0]:
             raise ValueError(f"{len(self.prompt_lengths)} prompt_lengths for batch {rows.shape[0]}")
         for b, n in enumerate(self.prompt_lengths):
@@ -504,10 +628,9 @@ class StreamingTracer:
             for generated token ``t`` (see the module docstring), and ``layers``.
         """
         steps = self._recorder.steps
-        if not steps[0]:
+        if not steps:
             raise RuntimeError("nothing traced: call model.generate inside the tracer")
-        # (N, n_layers, B, 3)
-        stats = torch.stack([torch.stack(s, dim=0) for s in steps], dim=1)
+        stats = torch.stack(steps, dim=0)  # (N, n_layers, B, 3)
         b = stats.shape[2]
         if lengths is None:
             lengths = [stats.shape[0]] * b

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
-from pivottrace.data import load_labeled
-from pivottrace.io import read_json, write_json
-from pivottrace.pool import load_pool
+from pivottrace.data import load_labeled, validate_data_dir
+from pivottrace.io import check_model_dir, read_json, write_json
+from pivottrace.pool import load_plan, load_pool
 from pivottrace.rlvr import train_grpo, training_rows
 from pivottrace.verifiers import get_verifier
 
@@ -41,24 +42,28 @@ def run_training(cfg: dict, plan_path: Path, data_dir: Path, model_dir: Path, se
     """
     from pivottrace.oracle import AnnotationOracle
 
-    plan = read_json(plan_path)
+    # every input is checked before the oracle is asked anything or a step is trained
+    task = cfg["task"]
+    check_model_dir(model_dir)
+    validate_data_dir(data_dir, task)
     pool = load_pool(data_dir / "pool.jsonl")
-    missing = [i for i in pool.ids if i not in plan["routes"]]
-    if missing:
-        raise ValueError(f"{plan_path}: plan has no route for pool id {missing[0]!r}")
+    load_plan(plan_path, pool)  # fields, routes, and exactly the pool's ids (DataError)
+    plan = read_json(plan_path)
     to_annotate = [i for i in pool.ids if plan["routes"][i] == "annotate"]
-    oracle = AnnotationOracle(data_dir / "pool_gold.jsonl", max_queries=len(to_annotate))
+    oracle = AnnotationOracle(data_dir / "pool_gold.jsonl", max_queries=len(to_annotate),
+                              verifier=task["verifier"], modulus=task.get("modulus"))
     gold = oracle.annotate(to_annotate) if to_annotate else {}
     rows = training_rows(plan, pool, gold)
     if not rows:
         raise ValueError(f"{plan_path}: the plan trains on no prompt (every route is 'defer')")
     verifier = get_verifier(cfg["task"]["verifier"])
-    dev = load_labeled(data_dir / "dev.jsonl")
+    dev = load_labeled(data_dir / "dev.jsonl", task["verifier"], task.get("modulus"))
     log.info("training %s on %d prompts (%d gold, %d self)", plan["method"], len(rows),
              len(to_annotate), len(rows) - len(to_annotate))
     work = checkpoint_dir(work_dir, plan_path, model_dir, cfg["grpo"], seed)
     summary = train_grpo(model_dir, rows, dev, verifier, cfg["grpo"], seed, work, out_model)
     summary.update(n_trained_prompts=len(rows), n_gold_prompts=len(to_annotate))
-    oracle.write_ledger(ledger_path)
-    write_json(summary_path, summary)
+    if int(os.environ.get("RANK", "0")) == 0:  # one writer under `accelerate launch`
+        oracle.write_ledger(ledger_path)
+        write_json(summary_path, summary)
     return summary

@@ -19,39 +19,53 @@ def budget_key(budget) -> str:
     return budget if budget == "auto" else f"{float(budget):g}" if float(budget) < 1 else "1.0"
 
 
+def _grids(config: dict) -> list[dict]:
+    exp = config["experiment"]
+    head = {"name": "headline", **{k: exp[k] for k in ("methods", "budgets", "seeds")}}
+    return [head, *exp.get("extra", [])]
+
+
 def grid_runs(config: dict) -> list[tuple[str, str, int]]:
     """Every (method, budget, seed) of the experiment, plus the untrained base row.
 
-    Methods without a budget (full, unsupervised, ...) run once per seed under
-    'none'; 'auto' applies only to methods that support it.
+    The headline grid (``experiment.methods x budgets x seeds``) comes first,
+    then each ``experiment.extra`` grid; repeats are dropped. Methods without a
+    budget (full, unsupervised, ...) run once per seed under 'none'; 'auto'
+    applies only to methods that support it. Methods are registered policies
+    or config ``variants``.
     """
-    from pivottrace.selection import POLICIES
+    from pivottrace.selection import POLICIES, resolve_method
 
-    exp = config["experiment"]
-    unknown = [m for m in exp["methods"] if m not in POLICIES]
-    if unknown:
-        raise ValueError(f"experiment.methods: unknown method(s) {unknown}; known: {sorted(POLICIES)}")
     runs = [("base", "none", 0)]
-    for method in exp["methods"]:
-        spec = POLICIES[method]
-        if not spec.accepts_budget:
-            budgets = ["none"]
-        else:
-            budgets = [budget_key(b) for b in exp["budgets"] if b != "auto" or spec.supports_auto]
-        runs += [(method, b, s) for b in budgets for s in exp["seeds"]]
-    return runs
+    for grid in _grids(config):
+        for method in grid["methods"]:
+            try:
+                policy, _ = resolve_method(config, method)
+            except ValueError as e:
+                raise ValueError(f"experiment ({grid['name']} grid): {e}") from None
+            spec = POLICIES[policy]
+            if not spec.accepts_budget:
+                budgets = ["none"]
+            else:
+                budgets = [budget_key(b) for b in grid["budgets"] if b != "auto" or spec.supports_auto]
+            runs += [(method, b, s) for b in budgets for s in grid["seeds"]]
+    return list(dict.fromkeys(runs))
 
 
-def scores_input(method: str) -> list[str]:
-    """The scores table a selection method reads ([] for none).
+def scores_input(method: str, config: dict | None = None) -> list[str]:
+    """The scores table a selection method (or config variant) reads ([] for none).
 
     Label-free methods read ``pool_scores.csv``; ``oracle_learnability`` (reads
     labels) reads ``pool_oracle.csv``.
     """
-    from pivottrace.selection import POLICIES
+    from pivottrace.selection import POLICIES, resolve_method
 
-    spec = POLICIES.get(method)
-    if spec is None or spec.needs_scores is None:
+    try:
+        policy, _ = resolve_method(config or {}, method)
+    except ValueError:
+        return []
+    spec = POLICIES[policy]
+    if spec.needs_scores is None:
         return []
     if spec.uses_labels:
         return ["results/scores/pool_oracle.csv"]

@@ -8,26 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import run_snakemake  # the session fixture smoke_run lives in conftest.py too
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def run_snakemake(workdir: Path, *targets: str, extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-               HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
-    cmd = [sys.executable, "-m", "snakemake", *targets, "-s", str(REPO / "Snakefile"),
-           "--directory", str(workdir), "--cores", "2", "--configfile",
-           str(REPO / "configs" / "smoke.yaml"), *extra]
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
-
-
-@pytest.fixture(scope="session")
-def smoke_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("smoke")
-    proc = run_snakemake(workdir, "results/table1.csv", "results/base_model.json",
-                         "results/calibration.csv")
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return workdir
 
 
 def test_smoke_dag_writes_table_and_records(smoke_run):

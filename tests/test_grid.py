@@ -1,0 +1,54 @@
+"""The run grid: headline + extra grids, config variants (ablations as config)."""
+
+import pytest
+
+from pivottrace.config import load_config
+from pivottrace.pool import PoolItem, UnlabeledPool
+from pivottrace.selection import resolve_method
+from pivottrace.workflow import grid_runs, scores_input
+
+
+def test_default_grid_has_three_seeds_at_the_headline_budget():
+    cfg = load_config()
+    runs = grid_runs(cfg)
+    assert runs[0] == ("base", "none", 0) and len(runs) == len(set(runs))
+    for method, budget in [("full", "none"), ("random", "0.3"), ("entropy", "0.3"),
+                           ("unsupervised", "none"), ("oracle_learnability", "0.3"),
+                           ("pivottrace", "0.3"), ("pivottrace", "auto")]:
+        assert {s for m, b, s in runs if (m, b) == (method, budget)} == {0, 1, 2}, method
+    assert ("pivottrace_two_way", "0.3", 0) in runs and ("random", "0.1", 0) in runs
+    assert ("random", "auto", 0) not in runs  # auto only where supported
+
+
+def test_variant_resolves_to_its_policy_with_params():
+    cfg = load_config()
+    assert resolve_method(cfg, "pivottrace_two_way") == (
+        "pivottrace", {**cfg["selection"]["pivottrace"], "mode": "two_way"})
+    assert scores_input("pivottrace_two_way", cfg) == ["results/scores/pool_scores.csv"]
+    assert scores_input("oracle_learnability", cfg) == ["results/scores/pool_oracle.csv"]
+    with pytest.raises(ValueError, match="unknown method 'nope'.*variants"):
+        resolve_method(cfg, "nope")
+
+
+def test_unknown_method_in_an_extra_grid_is_named():
+    cfg = load_config()
+    cfg["experiment"]["extra"] = [{"name": "x", "methods": ["bogus"], "budgets": [0.3], "seeds": [0]}]
+    with pytest.raises(ValueError, match=r"experiment \(x grid\).*bogus"):
+        grid_runs(cfg)
+
+
+def test_variant_plan_is_written_under_the_variant_name(tmp_path):
+    import pandas as pd
+
+    from pivottrace.pool import load_plan
+    from pivottrace.selection import select_and_write
+
+    items = [PoolItem(f"p{i}", "q", 1) for i in range(20)]
+    pool_path = tmp_path / "pool.jsonl"
+    pool_path.write_text("".join(f'{{"id": "{it.id}", "prompt": "q", "difficulty": 1}}\n' for it in items))
+    scores = tmp_path / "s.csv"
+    pd.DataFrame({"id": [it.id for it in items], "pivot_density": [i / 20 for i in range(20)]}).to_csv(scores, index=False)
+    cfg = load_config()
+    plan = select_and_write(cfg, "pivottrace_two_way", 0.3, 0, pool_path, scores, tmp_path / "plan.json")
+    assert plan.method == "pivottrace_two_way" and plan.counts()["self"] == 0
+    assert load_plan(tmp_path / "plan.json", UnlabeledPool(tuple(items))).method == "pivottrace_two_way"
