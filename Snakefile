@@ -280,6 +280,7 @@ rule table:
         records=RECORDS,
         figures=expand("paper_figures/{fig}.png", fig=FIGURES + ["calibration"]),
         calibration="results/calibration.csv",
+        base_report="results/base_model.json",
         tuning="results/pivot_tuning.csv" if TUNED else [],
     output:
         csv="results/table1.csv",

@@ -50,6 +50,7 @@ def efficiency(records: pd.DataFrame, stem: str | Path) -> list[Path]:
     ax.set_xlabel("annotated fraction of the pool (from the oracle ledger)")
     ax.set_ylabel("test accuracy (greedy)")
     ax.set_xlim(-0.03, 1.03)
+    ax.set_ylim(-0.02, 1.05)  # accuracies; a t-interval over 3 seeds can reach past [0, 1]
     ax.set_title("Annotation efficiency (mean, 95% CI over seeds)")
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()

@@ -27,9 +27,13 @@ def _rows(seed: int, n: int, min_steps: int = 1, max_steps: int = 3) -> list[dic
              "difficulty": p.difficulty} for i, p in enumerate(probs)]
 
 
-def _briefly_train(model, tok, steps: int = 60, batch: int = 32) -> None:
+def _briefly_train(model, tok, steps: int = 100, batch: int = 32) -> None:
     """A few teacher-forced steps on error-free traces: the model then writes
-    well-formed traces of varying length ending in EOS, some of them right."""
+    well-formed traces of varying length ending in EOS, some of them right.
+
+    100 steps, not fewer: after 60, an AMD EPYC host wrote a final answer for 8 of
+    the 16 test prompts where an Intel Xeon host wrote 12+ (float rounding differs
+    by CPU); after 100 both write one for every prompt."""
     probs = modchain.generate_split(random.Random(0), steps * batch, 1, 2, 10, OPS, set(),
                                     unique=False)
     texts = [f"{p.prompt} {modchain.solve_trace(p)} {tok.eos_token}" for p in probs]

@@ -31,7 +31,9 @@ def test_table_has_convergence_columns_matching_records(smoke_run):
         rows = list(csv.DictReader(fh))
     assert list(rows[0]) == COLUMNS
     full = next(r for r in rows if r["method"] == "full")
-    assert float(full["speedup"]) == 1.0 and full["n_reached"] == "1"
+    assert full["n_reached"] == "1"  # full always reaches its own final accuracy
+    # speedup is 1 unless the target is met at step 0 (no ratio; the tiny smoke model scores 0)
+    assert full["speedup"] == "1" or float(full["steps_to_target"]) == 0.0
     pt = json.loads((smoke_run / "runs/pivottrace/0.5/0/record.json").read_text())
     plan = json.loads((smoke_run / "runs/pivottrace/0.5/0/plan.json").read_text())
     if "self" in plan["routes"].values():
