@@ -9,6 +9,7 @@ from pathlib import Path
 
 from pivottrace.io import atomic_dir, read_jsonl, write_json
 from pivottrace.reasoner import build_model, build_tokenizer, n_parameters, sft
+from pivottrace.runtime import autocast, resolve_device
 from pivottrace.tasks import modchain as mc
 
 log = logging.getLogger(__name__)
@@ -55,10 +56,11 @@ def build_base(cfg: dict, data_dir: Path, out_dir: Path) -> dict:
     task = cfg["task"]
     max_steps = max(s["max_steps"] for s in task["splits"].values())
     tokenizer = build_tokenizer(mc.vocabulary(task["modulus"], tuple(task["ops"]), max_steps))
-    model = build_model(tokenizer, cfg["model"], seed=cfg["seed"])
+    model = build_model(tokenizer, cfg["model"], seed=cfg["seed"]).to(resolve_device(cfg))
     records = read_jsonl(data_dir / "sft.jsonl", required={"prompt": str, "completion": str})
     log.info("base model: %d parameters, %d SFT traces", n_parameters(model), len(records))
-    summary = sft(model, tokenizer, records, cfg["sft"], seed=cfg["seed"])
+    with autocast(cfg):
+        summary = sft(model, tokenizer, records, cfg["sft"], seed=cfg["seed"])
     summary.update(n_parameters=n_parameters(model), n_sft_traces=len(records),
                    build_wall_s=time.perf_counter() - t0)
     with atomic_dir(out_dir) as tmp:
@@ -74,19 +76,17 @@ def base_report(cfg: dict, model_dir: Path, data_dir: Path, out_path: Path) -> d
     Reads pool gold answers through an analysis oracle (``uses_labels``): the
     report is a measurement of the testbed, never an input to selection.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     from pivottrace.io import check_model_dir
     from pivottrace.oracle import AnnotationOracle
     from pivottrace.pool import load_pool
     from pivottrace.rollouts import generate
+    from pivottrace.runtime import load_causal_lm
     from pivottrace.verifiers import get_verifier
 
     verifier = get_verifier(cfg["task"]["verifier"])
     rc = cfg["base_report"]
     check_model_dir(model_dir)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    model, tokenizer = load_causal_lm(model_dir, cfg)
     pool = load_pool(data_dir / "pool.jsonl")
     oracle = AnnotationOracle(data_dir / "pool_gold.jsonl", max_queries=len(pool),
                               verifier=cfg["task"]["verifier"], modulus=cfg["task"].get("modulus"))

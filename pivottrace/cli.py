@@ -93,12 +93,14 @@ def cmd_train(a, cfg):
 
 def cmd_evaluate(a, cfg):
     from pivottrace.evaluate import write_eval
+    from pivottrace.runtime import model_dtype, resolve_device
 
     _threads()
     data = Path(a.data)
     write_eval(a.model, {"test": data / "test.jsonl", "test_hard": data / "test_hard.jsonl"},
                a.out, verifier=cfg["task"]["verifier"], max_new_tokens=cfg["eval"]["max_new_tokens"],
-               batch_size=cfg["eval"]["batch_size"])
+               batch_size=cfg["eval"]["batch_size"], device=str(resolve_device(cfg)),
+               dtype=str(model_dtype(cfg)).removeprefix("torch."))
 
 
 def cmd_record(a, cfg):

@@ -263,7 +263,7 @@ def _run(lm, model_args: dict | None, tokenizer, rows: dict[str, list[dict]],
 def evaluate_splits(model: str | os.PathLike | Any, splits: dict[str, str | os.PathLike],
                     tokenizer=None, verifier: str = "modchain", max_new_tokens: int = 128,
                     batch_size: int = 64, limit: int | None = None,
-                    device: str = "cpu") -> dict[str, dict]:
+                    device: str = "cpu", dtype: str = "float32") -> dict[str, dict]:
     """Evaluate several splits in one lm-eval run (the model is loaded once).
 
     Args:
@@ -272,6 +272,8 @@ def evaluate_splits(model: str | os.PathLike | Any, splits: dict[str, str | os.P
         splits: split name -> JSONL path with rows ``id``, ``prompt``, ``answer``.
         verifier: a :func:`pivottrace.verifiers.get_verifier` name.
         limit: evaluate only the first ``limit`` rows of each split.
+        device, dtype: where and in which precision a model directory is loaded
+            (``runtime`` config; ignored for a loaded model).
     Returns:
         split name -> the dict described in :func:`evaluate_split`.
     Raises:
@@ -296,7 +298,7 @@ def evaluate_splits(model: str | os.PathLike | Any, splits: dict[str, str | os.P
         max_length = _context_limit(AutoConfig.from_pretrained(model_dir))
         _check_tokenizer(tok, rows)
         _check_lengths(tok, rows, max_new_tokens, max_length)
-        model_args = {"pretrained": str(model_dir), "tokenizer": tok, "dtype": "float32"}
+        model_args = {"pretrained": str(model_dir), "tokenizer": tok, "dtype": dtype}
         if max_length is not None:
             model_args["max_length"] = max_length
         return _run("hf", model_args, tok, rows, splits, verifier, max_new_tokens,
@@ -351,7 +353,7 @@ def evaluate_model(model, tokenizer, data_path: str | os.PathLike, verifier: str
 def write_eval(model_dir: str | os.PathLike, splits: dict[str, str | os.PathLike],
                out_path: str | os.PathLike, verifier: str = "modchain",
                max_new_tokens: int = 128, batch_size: int = 64, limit: int | None = None,
-               device: str = "cpu") -> dict[str, Any]:
+               device: str = "cpu", dtype: str = "float32") -> dict[str, Any]:
     """Evaluate ``splits`` and write one JSON atomically to ``out_path``.
 
     The file: ``{"model_dir", "verifier", "max_new_tokens", "limit",
@@ -361,7 +363,7 @@ def write_eval(model_dir: str | os.PathLike, splits: dict[str, str | os.PathLike
     """
     results = evaluate_splits(model_dir, splits, verifier=verifier,
                               max_new_tokens=max_new_tokens, batch_size=batch_size,
-                              limit=limit, device=device)
+                              limit=limit, device=device, dtype=dtype)
     record = {
         "model_dir": str(model_dir),
         "verifier": verifier,

@@ -258,7 +258,8 @@ def vllm_kwargs(cfg: dict) -> dict:
 
 
 def train_grpo(model_dir: str | Path, rows: list[dict], dev_rows: list[dict], verifier: Verifier,
-               cfg: dict, seed: int, work_dir: str | Path, out_dir: str | Path) -> dict:
+               cfg: dict, seed: int, work_dir: str | Path, out_dir: str | Path,
+               runtime: dict | None = None) -> dict:
     """Train with GRPO and save the final model; resumes from the last complete checkpoint in ``work_dir``.
 
     Args:
@@ -268,12 +269,17 @@ def train_grpo(model_dir: str | Path, rows: list[dict], dev_rows: list[dict], ve
         cfg: the ``grpo`` config section.
         work_dir: checkpoints (kept so a killed run resumes exactly).
         out_dir: where the final model is saved.
+        runtime: the ``runtime`` config section (device, bf16; :mod:`pivottrace.runtime`).
     Returns:
         Summary: steps, dev curve [[step, acc]...], reward means, wall time.
     """
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
+    from pivottrace.runtime import resolve_device, use_bf16
+
+    rt = {"runtime": runtime or {}}
+    on_cpu = resolve_device(rt).type == "cpu"
     torch.manual_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir)
@@ -291,8 +297,8 @@ def train_grpo(model_dir: str | Path, rows: list[dict], dev_rows: list[dict], ve
         save_strategy="steps",
         save_steps=cfg["save_steps"],
         report_to=[],
-        use_cpu=not torch.cuda.is_available(),
-        bf16=bool(cfg.get("bf16", False)),
+        use_cpu=on_cpu,
+        bf16=use_bf16(rt),
         gradient_checkpointing=bool(cfg.get("gradient_checkpointing", False)),
         seed=seed,
         data_seed=seed,

@@ -363,16 +363,6 @@ def _assert_label_free(df: pd.DataFrame) -> None:
         raise RuntimeError(f"scores table must not hold label-derived columns, got {bad}")
 
 
-def _load(model_dir):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir)
-    if torch.cuda.is_available():
-        model = model.to("cuda")
-    return model, tokenizer
-
-
 def score_pool(model_dir, pool: UnlabeledPool, cfg: Mapping[str, Any] | None = None, *,
                progress: bool = True, return_stats: bool = False
                ) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
@@ -391,7 +381,9 @@ def score_pool(model_dir, pool: UnlabeledPool, cfg: Mapping[str, Any] | None = N
     if isinstance(model_dir, tuple):
         model, tokenizer = model_dir
     else:
-        model, tokenizer = _load(model_dir)
+        from pivottrace.runtime import load_causal_lm
+
+        model, tokenizer = load_causal_lm(model_dir, cfg)
     traces = score_traces(model, tokenizer, pool, cfg, progress=progress,
                           return_stats=return_stats)
     return aggregate_scores(traces, pool.ids), traces

@@ -61,7 +61,8 @@ def run_training(cfg: dict, plan_path: Path, data_dir: Path, model_dir: Path, se
     log.info("training %s on %d prompts (%d gold, %d self)", plan["method"], len(rows),
              len(to_annotate), len(rows) - len(to_annotate))
     work = checkpoint_dir(work_dir, plan_path, model_dir, cfg["grpo"], seed)
-    summary = train_grpo(model_dir, rows, dev, verifier, cfg["grpo"], seed, work, out_model)
+    summary = train_grpo(model_dir, rows, dev, verifier, cfg["grpo"], seed, work, out_model,
+                         runtime=cfg.get("runtime"))
     summary.update(n_trained_prompts=len(rows), n_gold_prompts=len(to_annotate))
     if int(os.environ.get("RANK", "0")) == 0:  # one writer under `accelerate launch`
         oracle.write_ledger(ledger_path)
