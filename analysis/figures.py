@@ -27,32 +27,58 @@ from analysis.table import ci95, load_records
 from pivottrace.io import read_json, read_jsonl
 
 
+def _zoom_range(data: pd.DataFrame) -> tuple[float, float] | None:
+    """y-range of the zoom panel: the trained methods within 0.1 of the best, or None."""
+    top = float(data["test_accuracy"].max())
+    near = data[(data["method"] != "base") & (data["test_accuracy"] >= top - 0.1)]
+    if len(near) < 2:
+        return None
+    lo = float((near["test_accuracy"] - near["ci95"].fillna(0.0)).min())
+    hi = float((near["test_accuracy"] + near["ci95"].fillna(0.0)).max())
+    lo, hi = max(lo, top - 0.1), min(hi, 1.0)
+    pad = max(0.005, 0.08 * (hi - lo))
+    return lo - pad, hi + pad
+
+
 def efficiency(records: pd.DataFrame, stem: str | Path) -> list[Path]:
-    """Test accuracy vs. annotated fraction (mean, 95% CI over seeds)."""
+    """Test accuracy vs. annotated fraction (mean, 95% CI over seeds).
+
+    Left: the whole accuracy range. Right (when several trained methods lie near
+    the top): the same points with the y-axis zoomed on them, so that differences
+    of a point or two stay visible.
+    """
     plt = style.setup()
     g = records.groupby(["method", "budget"], sort=True)
     data = g.agg(annotated_fraction=("annotated_fraction", "mean"),
                  test_accuracy=("test_accuracy", "mean"), ci95=("test_accuracy", ci95),
                  n_seeds=("seed", "nunique")).reset_index()
-    fig, ax = plt.subplots(figsize=(6.2, 4.2))
-    for method, d in data.groupby("method", sort=False):
-        d = d.sort_values("annotated_fraction")
-        ax.errorbar(d["annotated_fraction"], d["test_accuracy"], yerr=d["ci95"].fillna(0.0),
-                    color=style.color(method), marker=style.marker(method), ms=7, capsize=3,
-                    ls="-" if len(d) > 1 else "none", lw=1.2, label=style.label(method))
-        for r in d.itertuples():
-            if r.budget == "auto":
-                ax.annotate("auto", (r.annotated_fraction, r.test_accuracy), fontsize=7,
-                            xytext=(4, -10), textcoords="offset points")
+    zoom = _zoom_range(data)
+    fig, axes = plt.subplots(1, 2 if zoom else 1, figsize=(11.0 if zoom else 6.2, 4.2),
+                             squeeze=False)
     full = data[data["method"] == "full"]
-    if len(full):
-        ax.axhline(float(full["test_accuracy"].iloc[0]), color=style.color("full"), ls="--", lw=0.8)
-    ax.set_xlabel("annotated fraction of the pool (from the oracle ledger)")
-    ax.set_ylabel("test accuracy (greedy)")
-    ax.set_xlim(-0.03, 1.03)
-    ax.set_ylim(-0.02, 1.05)  # accuracies; a t-interval over 3 seeds can reach past [0, 1]
-    ax.set_title("Annotation efficiency (mean, 95% CI over seeds)")
-    ax.legend(fontsize=7, loc="lower right")
+    for k, ax in enumerate(axes[0]):
+        for method, d in data.groupby("method", sort=False):
+            d = d.sort_values("annotated_fraction")
+            ax.errorbar(d["annotated_fraction"], d["test_accuracy"], yerr=d["ci95"].fillna(0.0),
+                        color=style.color(method), marker=style.marker(method), ms=7, capsize=3,
+                        ls="-" if len(d) > 1 else "none", lw=1.2, label=style.label(method))
+            for r in d.itertuples():
+                if r.budget == "auto":
+                    ax.annotate("auto", (r.annotated_fraction, r.test_accuracy), fontsize=7,
+                                xytext=(4, -10), textcoords="offset points")
+        if len(full):
+            ax.axhline(float(full["test_accuracy"].iloc[0]), color=style.color("full"), ls="--",
+                       lw=0.8)
+        ax.set_xlabel("annotated fraction of the pool (from the oracle ledger)")
+        ax.set_xlim(-0.03, 1.03)
+        if k == 0:
+            ax.set_ylabel("test accuracy (greedy)")
+            ax.set_ylim(-0.02, 1.05)  # accuracies; a t-interval over 3 seeds can reach past [0, 1]
+            ax.set_title("Annotation efficiency (mean, 95% CI over seeds)")
+            ax.legend(fontsize=7, loc="lower right")
+        else:
+            ax.set_ylim(*zoom)
+            ax.set_title("Zoom on the top (same points)")
     fig.tight_layout()
     return style.save_figure(fig, stem, data)
 

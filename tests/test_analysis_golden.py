@@ -22,6 +22,8 @@ RECORDS = [
     _record("full", 1.0, 1, 1.0, 0.8, 0.2, [[0, 0.1], [10, 0.9], [20, 0.95]]),
     _record("pivottrace", 0.3, 0, 0.3, 0.8, 0.3, [[0, 0.1], [10, 0.9], [20, 0.92]], pl=0.5),
     _record("pivottrace", 0.3, 1, 0.3, 0.6, 0.1, [[0, 0.1], [10, 0.8], [20, 0.9]], pl=0.7),
+    # never reaches full's final 0.9 (seed 0), but 95% of it (0.855) at step 10
+    _record("random", 0.3, 0, 0.3, 0.85, 0.2, [[0, 0.1], [10, 0.88], [20, 0.89]]),
 ]
 
 
@@ -39,17 +41,24 @@ def table(tmp_path):
 def test_golden_rows(table):
     df, md = table
     assert list(df.columns) == COLUMNS
-    assert list(zip(df["method"], df["budget"])) == [("base", "none"), ("full", "1.0"), ("pivottrace", "0.3")]
+    assert list(zip(df["method"], df["budget"])) == [("base", "none"), ("full", "1.0"),
+                                                      ("pivottrace", "0.3"), ("random", "0.3")]
     full = df[df.method == "full"].iloc[0]
     assert full.test_accuracy == pytest.approx(0.85)
     assert full.test_accuracy_ci95 == pytest.approx(12.7062 * 0.05, rel=1e-4)  # t(0.975, 1) * sd / sqrt(2)
     assert full.steps_to_target == 20 and full.speedup == 1.0 and full.n_reached == 2
+    assert full.steps_to_95 == 20 and full.speedup_95 == 1.0 and full.n_reached_95 == 2
     assert full.final_dev_accuracy == pytest.approx(0.925)
     pt = df[df.method == "pivottrace"].iloc[0]
     assert pt.annotated_fraction == pytest.approx(0.3)
     assert pt.test_accuracy == pytest.approx(0.7)
     # seed 0 reaches full's final 0.9 at step 10 (full: 20) -> speedup 2; seed 1 never reaches 0.95
     assert pt.steps_to_target == 10 and pt.speedup == 2.0 and pt.n_reached == 1
+    # 95% targets: 0.855 (seed 0, reached at 10) and 0.9025 (seed 1, 0.9 at 20: not reached)
+    assert pt.steps_to_95 == 10 and pt.speedup_95 == 2.0 and pt.n_reached_95 == 1
+    rnd = df[df.method == "random"].iloc[0]
+    assert math.isnan(rnd.steps_to_target) and rnd.n_reached == 0
+    assert rnd.steps_to_95 == 10 and rnd.speedup_95 == 2.0 and rnd.n_reached_95 == 1
     assert pt.pseudo_label_accuracy == pytest.approx(0.6)
     assert pt.n_seeds == 2 and pt.train_wall_s == pytest.approx(10.5)
     base = df[df.method == "base"].iloc[0]
