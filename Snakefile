@@ -145,6 +145,8 @@ rule oracle_scores:
         "results/scores/pool_oracle.csv",
     log:
         "logs/oracle_scores.log",
+    benchmark:
+        "benchmarks/oracle_scores.tsv"
     shell:
         "{PT} oracle-scores --traces {input.traces} --gold {input.gold} --out {output} > {log} 2>&1"
 
@@ -159,6 +161,8 @@ rule calibration:
         fig="paper_figures/calibration.png",
     log:
         "logs/calibration.log",
+    benchmark:
+        "benchmarks/calibration.tsv"
     shell:
         "{PT} calibration --scores {input.scores} --oracle {input.oracle} --out {output.csv} "
         "--out-bins {output.bins} --figure paper_figures/calibration > {log} 2>&1"
@@ -245,6 +249,8 @@ rule record:
         RUN + "/record.json",
     log:
         "logs/" + RUN + "/record.log",
+    benchmark:
+        "benchmarks/" + RUN + "/record.tsv"
     shell:
         "{PT} record --method {wildcards.method} --budget {wildcards.budget} "
         "--seed {wildcards.seed} --run-dir runs/{wildcards.method}/{wildcards.budget}/{wildcards.seed} "
@@ -287,5 +293,7 @@ rule table:
         md="results/table1.md",
     log:
         "logs/table.log",
+    benchmark:
+        "benchmarks/table.tsv"
     shell:
         "{PT} table --records {input.records} --out-csv {output.csv} --out-md {output.md} > {log} 2>&1"

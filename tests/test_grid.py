@@ -52,3 +52,16 @@ def test_variant_plan_is_written_under_the_variant_name(tmp_path):
     plan = select_and_write(cfg, "pivottrace_two_way", 0.3, 0, pool_path, scores, tmp_path / "plan.json")
     assert plan.method == "pivottrace_two_way" and plan.counts()["self"] == 0
     assert load_plan(tmp_path / "plan.json", UnlabeledPool(tuple(items))).method == "pivottrace_two_way"
+
+
+def test_every_rule_that_runs_a_command_has_a_log_and_a_benchmark():
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "Snakefile").read_text(encoding="utf-8")
+    blocks = re.split(r"^rule ", text, flags=re.M)[1:]
+    rules = {b.split(":", 1)[0]: b for b in blocks}
+    assert len(rules) >= 13
+    for name, body in rules.items():
+        if "shell:" in body:
+            assert "log:" in body and "benchmark:" in body, name
