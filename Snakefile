@@ -6,8 +6,8 @@ import os
 
 from snakemake.utils import min_version, validate
 
-from pivottrace.config import config_hash, validate as validate_cross_fields
-from pivottrace.tasks.mathdata import source_paths
+from pivottrace.core.config import config_hash, validate as validate_cross_fields
+from pivottrace.data.mathdata import source_paths
 from pivottrace.workflow import BUDGET_RE, grid_runs, scores_input, write_resolved_config
 
 min_version("9.0")
@@ -16,7 +16,7 @@ min_version("9.0")
 configfile: os.path.join(workflow.basedir, "configs/default.yaml")
 
 
-validate(config, os.path.join(workflow.basedir, "pivottrace/schema.yaml"))
+validate(config, os.path.join(workflow.basedir, "pivottrace/core/schema.yaml"))
 validate_cross_fields(config, source="snakemake config")
 
 CFG = write_resolved_config(config, "runs/config")

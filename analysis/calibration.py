@@ -1,13 +1,13 @@
 """How well does each uncertainty estimator predict the base model's failures on the pool?
 
 USES LABELS (analysis only): reads the oracle table written by
-:func:`pivottrace.scoring.write_oracle_scores` (``pass_rate`` from gold
+:func:`pivottrace.labeled.oracle_scores.write_oracle_scores` (``pass_rate`` from gold
 answers). Nothing here feeds selection.
 
 Inputs (joined on ``id``; the two id sets must be equal):
 
 * the label-free scores table (``results/scores/pool_scores.csv``; columns of
-  :data:`pivottrace.scoring.SCORE_COLUMNS`), every estimator oriented
+  :data:`pivottrace.method.scoring.SCORE_COLUMNS`), every estimator oriented
   "higher = more uncertain" (``neg_self_certainty``, not ``self_certainty``);
 * the oracle table (``results/scores/pool_oracle.csv``: ``id``,
   ``oracle_learnability``, ``pass_rate``).
@@ -32,7 +32,7 @@ Per estimator (:func:`calibration`, ``results/calibration.csv``):
 Reliability (:func:`reliability_bins`, ``results/calibration_bins.csv``): each
 estimator is cut into ``n_bins`` quantile bins (``pandas.qcut``; tied values
 always share a bin, so heavily tied estimators get fewer bins); per bin the
-empirical failure rate, its binomial standard error, the mean pass rate, and
+empirical failure rate, its 95% Wilson interval, the mean pass rate, and
 ``quantile_mid``, the mean rank percentile of the bin's prompts (x axis).
 
 ``oracle_learnability`` (``p(1-p)`` from gold) READS LABELS and is flagged
@@ -51,9 +51,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from scipy import stats
+from scipy.stats import binomtest
 from sklearn.metrics import roc_auc_score
 
-from pivottrace.io import DataError, atomic_write
+from pivottrace.core.io import DataError, atomic_write
 
 USES_LABELS = True
 """This module reads label-derived data (the oracle pass rate)."""
@@ -73,7 +74,8 @@ N_BINS = 5
 SUMMARY_COLUMNS = ["estimator", "uses_labels", "n", "n_failures", "failure_rate", "auroc",
                    "auroc_unsolved", "spearman_rho", "spearman_p", "note"]
 BIN_COLUMNS = ["estimator", "uses_labels", "bin", "n", "lo", "hi", "mean_estimate",
-               "quantile_mid", "failure_rate", "failure_rate_se", "mean_pass_rate"]
+               "quantile_mid", "failure_rate", "failure_rate_lo", "failure_rate_hi",
+               "mean_pass_rate"]
 
 
 def display_name(estimator: str) -> str:
@@ -207,11 +209,12 @@ def reliability_bins(scores_csv, oracle_csv, n_bins: int = N_BINS,
             m = bins == b
             f = d["failure"].to_numpy()[m]
             rate = float(f.mean())
+            ci = binomtest(int(f.sum()), int(m.sum())).proportion_ci(0.95, method="wilson")
             rows.append({"estimator": est, "uses_labels": est in READS_LABELS, "bin": int(b),
                          "n": int(m.sum()), "lo": float(x[m].min()), "hi": float(x[m].max()),
                          "mean_estimate": float(x[m].mean()), "quantile_mid": float(pct[m].mean()),
                          "failure_rate": rate,
-                         "failure_rate_se": math.sqrt(rate * (1 - rate) / m.sum()),
+                         "failure_rate_lo": float(ci.low), "failure_rate_hi": float(ci.high),
                          "mean_pass_rate": float(d["pass_rate"].to_numpy(float)[m].mean())})
     return pd.DataFrame(rows, columns=BIN_COLUMNS)
 
@@ -226,16 +229,19 @@ def figure_data(summary: pd.DataFrame, bins: pd.DataFrame) -> pd.DataFrame:
 
     Columns: ``panel`` (``auroc`` | ``reliability``), ``estimator``, ``label``,
     ``uses_labels``, ``x`` (bin quantile midpoint; NaN for AUROC), ``y``
-    (AUROC or failure rate), ``yerr`` (binomial SE; NaN for AUROC), ``n``.
+    (AUROC or failure rate), ``ylo``/``yhi`` (95% Wilson interval of the failure
+    rate, which unlike the Wald error is not zero at rates 0 and 1; NaN for AUROC), ``n``.
     """
     a = pd.DataFrame({"panel": "auroc", "estimator": summary["estimator"],
                       "label": summary["estimator"].map(display_name),
                       "uses_labels": summary["uses_labels"].astype(bool), "x": math.nan,
-                      "y": summary["auroc"], "yerr": math.nan, "n": summary["n"]})
+                      "y": summary["auroc"], "ylo": math.nan, "yhi": math.nan,
+                      "n": summary["n"]})
     r = pd.DataFrame({"panel": "reliability", "estimator": bins["estimator"],
                       "label": bins["estimator"].map(display_name),
                       "uses_labels": bins["uses_labels"].astype(bool), "x": bins["quantile_mid"],
-                      "y": bins["failure_rate"], "yerr": bins["failure_rate_se"], "n": bins["n"]})
+                      "y": bins["failure_rate"], "ylo": bins["failure_rate_lo"],
+                      "yhi": bins["failure_rate_hi"], "n": bins["n"]})
     return pd.concat([a, r], ignore_index=True)
 
 
@@ -285,7 +291,7 @@ def plot_calibration(summary_csv, bins_csv, out_png_pdf_stem) -> list[Path]:
         if d.empty:
             continue
         labels_ = est in READS_LABELS
-        ax2.errorbar(d["x"], d["y"], yerr=d["yerr"], color=palette[est], marker="o",
+        ax2.errorbar(d["x"], d["y"], yerr=[d["y"] - d["ylo"], d["yhi"] - d["y"]], color=palette[est], marker="o",
                      ls=":" if labels_ else "-", capsize=2, lw=1.4, ms=4, label=display_name(est))
     if len(summary) and not summary["failure_rate"].isna().all():
         ax2.axhline(float(summary["failure_rate"].iloc[0]), color="grey", ls="--", lw=1,

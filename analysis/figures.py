@@ -20,11 +20,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import seaborn as sns
+from matplotlib.patches import Patch
 
 from analysis import style
 from analysis.convergence import curves_long
 from analysis.table import ci95, load_records
-from pivottrace.io import read_json, read_jsonl
+from pivottrace.core.io import read_json, read_jsonl
 
 
 def _zoom_range(data: pd.DataFrame) -> tuple[float, float] | None:
@@ -133,14 +135,14 @@ def triage_map(scores_csv, oracle_csv, plan_json, stem: str | Path, n_bins: int 
     edges = np.histogram_bin_edges(data["uncertainty"], bins=n_bins)
     data["bin"] = np.clip(np.digitize(data["uncertainty"], edges[1:-1]), 0, n_bins - 1)
     fig, ax = plt.subplots(figsize=(6.6, 4.2))
-    bottom = np.zeros(n_bins)
     width = np.diff(edges)
-    for route in ("self", "annotate", "defer"):
-        counts = np.bincount(data.loc[data["route"] == route, "bin"], minlength=n_bins)
-        ax.bar(edges[:-1], counts, width=width, bottom=bottom, align="edge",
-               color=style.ROUTE_COLORS[route], edgecolor="white", lw=0.4,
-               label=f"{route} ({int(counts.sum())})")
-        bottom += counts
+    counts = data["route"].value_counts()
+    order = [r for r in ("self", "annotate", "defer") if r in counts.index]
+    sns.histplot(data=data, x="uncertainty", hue="route", hue_order=order, multiple="stack",
+                 bins=edges, palette=style.ROUTE_COLORS, edgecolor="white", linewidth=0.4,
+                 alpha=1.0, ax=ax)
+    route_handles = [Patch(color=style.ROUTE_COLORS[r], label=f"{r} ({int(counts[r])})")
+                     for r in order]
     ax.set_xlabel(f"prompt uncertainty ({column}, mean over K traces)")
     ax.set_ylabel("pool prompts")
     ax2 = ax.twinx()
@@ -151,9 +153,8 @@ def triage_map(scores_csv, oracle_csv, plan_json, stem: str | Path, n_bins: int 
     ax2.set_ylim(-0.02, 1.02)
     ax2.set_ylabel("empirical base pass rate")
     ax2.grid(False)
-    h1, l1 = ax.get_legend_handles_labels()
-    h2, l2 = ax2.get_legend_handles_labels()
-    ax.legend(h1 + h2, l1 + l2, fontsize=7, loc="upper right")
+    h2, _ = ax2.get_legend_handles_labels()
+    ax.legend(handles=route_handles + h2, fontsize=7, loc="upper right")
     budget = plan.get("budget")
     ax.set_title(f"Triage map: {style.label(plan['method'])} @ {budget}")
     fig.tight_layout()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pivottrace.io import atomic_write
+from pivottrace.core.io import atomic_write
 
 METHOD_LABELS = {
     "base": "Base (untrained)",

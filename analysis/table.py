@@ -18,7 +18,7 @@ import pandas as pd
 from scipy import stats
 
 from analysis.convergence import per_run
-from pivottrace.io import atomic_write, read_json
+from pivottrace.core.io import atomic_write, read_json
 
 RECORD_FIELDS = ("method", "budget", "seed", "annotated_fraction", "test_accuracy",
                  "test_hard_accuracy", "steps", "train_wall_s", "uses_labels", "dev_curve",

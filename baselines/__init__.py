@@ -1,17 +1,17 @@
 """Baseline selection policies (DataComp-style): each writes a plan, nothing else.
 
 The registry of all methods, PivotTrace included, and the one argument check
-live in :mod:`pivottrace.selection`.
+live in :mod:`pivottrace.method.selection`.
 """
 
 from baselines.policies import (
     entropy_selection,
     full_supervision,
-    oracle_learnability,
+    oracle_learnability_selection,
     random_selection,
-    self_certainty,
     unsupervised,
+    unsupervised_self_certainty,
 )
 
-__all__ = ["entropy_selection", "full_supervision", "oracle_learnability", "random_selection",
-           "self_certainty", "unsupervised"]
+__all__ = ["entropy_selection", "full_supervision", "oracle_learnability_selection", "random_selection",
+           "unsupervised", "unsupervised_self_certainty"]

@@ -1,9 +1,9 @@
 """Baseline selection policies: ``(pool, budget, seed, scores, **params) -> Plan``.
 
-A policy sees only the answer-free :class:`~pivottrace.pool.UnlabeledPool` and
+A policy sees only the answer-free :class:`~pivottrace.data.pool.UnlabeledPool` and
 a table of per-prompt scores; it never sees gold answers. Arguments arrive
-already checked by :func:`pivottrace.selection.check_args`; call policies
-through :func:`pivottrace.selection.select`. Fixed budgets buy
+already checked by :func:`pivottrace.method.selection.check_args`; call policies
+through :func:`pivottrace.method.selection.select`. Fixed budgets buy
 ``n_to_annotate(B, N)`` = ``round(B * N)`` prompts (half up, at least 1).
 """
 
@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from pivottrace.pool import Plan, UnlabeledPool, n_to_annotate, score_vector
-from pivottrace.triage import rank_desc
+from pivottrace.data.pool import Plan, UnlabeledPool, n_to_annotate, score_vector
+from pivottrace.method.triage import rank_desc
 
 
 def _top_scores(pool: UnlabeledPool, budget: float, scores, column: str
@@ -59,13 +59,13 @@ def unsupervised(pool: UnlabeledPool, budget: None, seed: int, scores=None) -> P
                 {"n_annotate": 0})
 
 
-def self_certainty(pool: UnlabeledPool, budget: None, seed: int, scores=None) -> Plan:
+def unsupervised_self_certainty(pool: UnlabeledPool, budget: None, seed: int, scores=None) -> Plan:
     """Train on every prompt without annotation, rewarded by self-certainty (Intuitor)."""
     return Plan("self_certainty", None, seed, False, "self_certainty",
                 dict.fromkeys(pool.ids, "self"), {"n_annotate": 0})
 
 
-def oracle_learnability(pool: UnlabeledPool, budget: float, seed: int, scores=None) -> Plan:
+def oracle_learnability_selection(pool: UnlabeledPool, budget: float, seed: int, scores=None) -> Plan:
     """USES LABELS (upper bound): annotate the ``round(B * N)`` highest ``p(1 - p)``.
 
     ``p`` is the pass rate of the base model's rollouts against gold answers;

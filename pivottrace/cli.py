@@ -18,12 +18,12 @@ def _threads() -> None:
 
 
 def cmd_make_data(a, cfg):
-    from pivottrace.data import make_modchain
-    from pivottrace.io import write_json
+    from pivottrace.core.io import write_json
+    from pivottrace.testbed.data import make_modchain
 
-    if cfg["task"]["name"] == "math":  # local MATH-style JSONL (pivottrace/tasks/mathdata.py)
-        from pivottrace.data import validate_data_dir
-        from pivottrace.tasks.mathdata import make_math
+    if cfg["task"]["name"] == "math":  # local MATH-style JSONL (pivottrace/data/mathdata.py)
+        from pivottrace.data.mathdata import make_math
+        from pivottrace.data.splits import validate_data_dir
 
         counts = make_math(cfg["task"], Path(a.out))
         validate_data_dir(Path(a.out), cfg["task"])
@@ -34,30 +34,30 @@ def cmd_make_data(a, cfg):
 
 
 def cmd_build_base(a, cfg):
-    from pivottrace.base_model import build_base
+    from pivottrace.testbed.build import build_base
 
     _threads()
     build_base(cfg, Path(a.data), Path(a.out))
 
 
 def cmd_base_report(a, cfg):
-    from pivottrace.base_model import base_report
+    from pivottrace.labeled.base_report import base_report
 
     _threads()
     base_report(cfg, Path(a.model), Path(a.data), Path(a.out))
 
 
 def cmd_select(a, cfg):
-    from pivottrace.selection import select_and_write
+    from pivottrace.method.selection import select_and_write
 
     select_and_write(cfg, a.method, a.budget, a.seed, Path(a.pool),
                      Path(a.scores) if a.scores else None, Path(a.out))
 
 
 def cmd_score(a, cfg):
-    from pivottrace.io import check_model_dir
-    from pivottrace.scoring import score_and_write
-    from pivottrace.tuning import apply_choice
+    from pivottrace.core.io import check_model_dir
+    from pivottrace.method.scoring import score_and_write
+    from pivottrace.method.tuning import apply_choice
 
     _threads()
     check_model_dir(a.model)  # missing or corrupt model: DataError naming the file, nothing written
@@ -65,14 +65,14 @@ def cmd_score(a, cfg):
 
 
 def cmd_tune_pivots(a, cfg):
-    from pivottrace.tuning import tune_and_write
+    from pivottrace.method.tuning import tune_and_write
 
     _threads()
     tune_and_write(cfg, a.model, a.dev, a.out, a.choice)
 
 
 def cmd_oracle_scores(a, cfg):
-    from pivottrace.scoring import write_oracle_scores
+    from pivottrace.labeled.oracle_scores import write_oracle_scores
 
     write_oracle_scores(cfg, a.traces, a.gold, a.out)
 
@@ -84,7 +84,7 @@ def cmd_calibration(a, cfg):
 
 
 def cmd_train(a, cfg):
-    from pivottrace.training import run_training
+    from pivottrace.rl.train import run_training
 
     _threads()
     run_training(cfg, Path(a.plan), Path(a.data), Path(a.model), a.seed, Path(a.work),
@@ -92,8 +92,8 @@ def cmd_train(a, cfg):
 
 
 def cmd_evaluate(a, cfg):
-    from pivottrace.evaluate import write_eval
-    from pivottrace.runtime import model_dtype, resolve_device
+    from pivottrace.core.runtime import model_dtype, resolve_device
+    from pivottrace.rl.evaluate import write_eval
 
     _threads()
     data = Path(a.data)
@@ -126,8 +126,8 @@ def cmd_table(a, cfg):
 
 
 def cmd_bench_trace(a, cfg):
-    from pivottrace.bench_trace import BenchConfig
-    from pivottrace.bench_trace import main as bench_main
+    from pivottrace.bench.trace import BenchConfig
+    from pivottrace.bench.trace import main as bench_main
 
     _threads()
     if a.threads:
@@ -143,7 +143,25 @@ def cmd_bench_trace(a, cfg):
                                    hidden_size=a.hidden_size, num_layers=a.num_layers,
                                    num_heads=a.num_heads))
     if a.out:
-        from pivottrace.io import atomic_write
+        from pivottrace.core.io import atomic_write
+
+        with atomic_write(Path(a.out)) as fh:
+            fh.write(table + "\n")
+
+
+def cmd_bench_train(a, cfg):
+    from pivottrace.bench.train import BenchTrainConfig
+    from pivottrace.bench.train import main as bench_main
+
+    if a.rows < 1 or a.threads < 1 or a.gen_repeats < 1 or (a.steps is not None and a.steps < 1):
+        raise ValueError("bench-train: --rows, --steps, --threads and --gen-repeats must be >= 1")
+    table = bench_main(BenchTrainConfig(model=Path(a.model), data=Path(a.data),
+                                        rows=a.rows, steps=a.steps, seed=a.seed, threads=a.threads,
+                                        gen_repeats=a.gen_repeats,
+                                        keep=Path(a.keep) if a.keep else None), cfg)
+    print(table)
+    if a.out:
+        from pivottrace.core.io import atomic_write
 
         with atomic_write(Path(a.out)) as fh:
             fh.write(table + "\n")
@@ -266,12 +284,27 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch CPU threads (default: PIVOTTRACE_THREADS or all cores)")
     s.add_argument("--out", default=None, help="also write the table to this file")
     s.set_defaults(fn=cmd_bench_trace)
+
+    s = sub.add_parser("bench-train", help="time of one GRPO run as the train rule runs it against "
+                       "bare TRL, by phase; last line train_overhead_ratio=<x>")
+    s.add_argument("--model", default="models/base", help="base model directory (default models/base)")
+    s.add_argument("--data", default="data", help="task data directory (default data)")
+    s.add_argument("--rows", type=int, default=64, help="first N pool prompts, all annotated (default 64)")
+    s.add_argument("--steps", type=int, default=None, help="GRPO steps (default grpo.max_steps)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--threads", type=int, default=1,
+                   help="torch threads of each run (default 1, as the train rule)")
+    s.add_argument("--gen-repeats", type=int, default=3,
+                   help="batches of the plain model.generate reference (median)")
+    s.add_argument("--keep", default=None, help="keep the runs' files in this folder")
+    s.add_argument("--out", default=None, help="also write the report to this file")
+    s.set_defaults(fn=cmd_bench_train)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pivottrace.config import ConfigError, load_config
-    from pivottrace.io import DataError
+    from pivottrace.core.config import ConfigError, load_config
+    from pivottrace.core.io import DataError
 
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
@@ -279,6 +312,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from pivottrace.bench.profile import install_from_env
+
+    install_from_env()  # PIVOTTRACE_PROFILE: phase timings for bench-train, off otherwise
     try:
         cfg = load_config(*args.config)
         args.fn(args, cfg)

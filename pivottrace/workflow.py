@@ -6,8 +6,8 @@ from pathlib import Path
 
 import yaml
 
-from pivottrace.config import config_hash
-from pivottrace.io import atomic_write
+from pivottrace.core.config import config_hash
+from pivottrace.core.io import atomic_write
 
 BUDGET_RE = r"none|auto|0\.\d+|1\.0"
 
@@ -34,7 +34,7 @@ def grid_runs(config: dict) -> list[tuple[str, str, int]]:
     applies only to methods that support it. Methods are registered policies
     or config ``variants``.
     """
-    from pivottrace.selection import POLICIES, resolve_method
+    from pivottrace.method.selection import POLICIES, resolve_method
 
     runs = [("base", "none", 0)]
     for grid in _grids(config):
@@ -58,7 +58,7 @@ def scores_input(method: str, config: dict | None = None) -> list[str]:
     Label-free methods read ``pool_scores.csv``; ``oracle_learnability`` (reads
     labels) reads ``pool_oracle.csv``.
     """
-    from pivottrace.selection import POLICIES, resolve_method
+    from pivottrace.method.selection import POLICIES, resolve_method
 
     try:
         policy, _ = resolve_method(config or {}, method)

@@ -48,9 +48,9 @@ def tiny(tmp_path_factory):
     Returns a dict: ``root``, ``config`` (YAML path for ``pivottrace --config``),
     ``cfg`` (resolved config), ``data`` and ``model`` directories.
     """
-    from pivottrace.base_model import build_base
-    from pivottrace.config import deep_merge, load_config
-    from pivottrace.data import make_modchain
+    from pivottrace.core.config import deep_merge, load_config
+    from pivottrace.testbed.build import build_base
+    from pivottrace.testbed.data import make_modchain
 
     root = tmp_path_factory.mktemp("tiny")
     smoke = yaml.safe_load(SMOKE.read_text(encoding="utf-8"))
@@ -66,7 +66,7 @@ def tiny(tmp_path_factory):
 @pytest.fixture(scope="session")
 def mixed_plan(tiny, tmp_path_factory) -> Path:
     """A plan over the tiny pool: half annotated (gold reward), half self-rewarded (majority)."""
-    from pivottrace.pool import Plan, load_pool, write_plan
+    from pivottrace.data.pool import Plan, load_pool, write_plan
 
     pool = load_pool(tiny["data"] / "pool.jsonl")
     routes = {pid: ("annotate" if k % 2 == 0 else "self") for k, pid in enumerate(pool.ids)}
@@ -87,7 +87,7 @@ def grpo_run(tiny, mixed_plan, tmp_path_factory) -> Path:
     Returns its root: ``work/`` (checkpoints 2 and 4 of max_steps 4) and ``out/``
     (model, train.json, ledger.json).
     """
-    from pivottrace.training import run_training
+    from pivottrace.rl.train import run_training
 
     root = tmp_path_factory.mktemp("grpo_run")
     o = train_outputs(root / "out")

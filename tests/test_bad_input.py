@@ -14,11 +14,12 @@ import pytest
 import yaml
 
 from pivottrace.cli import main
-from pivottrace.config import ConfigError, load_config
-from pivottrace.data import load_labeled, make_modchain, validate_data_dir
-from pivottrace.io import DataError, check_model_dir
-from pivottrace.oracle import AnnotationOracle
-from pivottrace.pool import load_pool
+from pivottrace.core.config import ConfigError, load_config
+from pivottrace.core.io import DataError, check_model_dir
+from pivottrace.data.pool import load_pool
+from pivottrace.data.splits import load_labeled, validate_data_dir
+from pivottrace.labeled.oracle import AnnotationOracle
+from pivottrace.testbed.data import make_modchain
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "configs" / "smoke.yaml"
@@ -86,7 +87,7 @@ def assert_nothing_trained(out: Path):
 @pytest.fixture
 def full_plan(tiny, tmp_path):
     """A valid plan over the tiny pool (every prompt annotated)."""
-    from pivottrace.pool import Plan, write_plan
+    from pivottrace.data.pool import Plan, write_plan
 
     pool = load_pool(tiny["data"] / "pool.jsonl")
     path = tmp_path / "plan.json"

@@ -17,7 +17,7 @@ from analysis.calibration import (
     load_merged,
     reliability_bins,
 )
-from pivottrace.io import DataError
+from pivottrace.core.io import DataError
 
 N = 2000
 K = 8

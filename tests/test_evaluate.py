@@ -1,4 +1,4 @@
-"""pivottrace.evaluate: lm-eval greedy evaluation agrees with a direct greedy computation."""
+"""pivottrace.rl.evaluate: lm-eval greedy evaluation agrees with a direct greedy computation."""
 
 import os
 
@@ -11,9 +11,9 @@ import random  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from pivottrace import evaluate, reasoner  # noqa: E402
-from pivottrace.io import DataError, write_jsonl  # noqa: E402
-from pivottrace.tasks import modchain  # noqa: E402
+from pivottrace.core.io import DataError, write_jsonl  # noqa: E402
+from pivottrace.rl import evaluate  # noqa: E402
+from pivottrace.testbed import modchain, reasoner  # noqa: E402
 
 OPS = ("+", "-", "*")
 MODEL_CFG = dict(hidden_size=32, intermediate_size=64, num_layers=2, num_heads=2,
@@ -177,7 +177,7 @@ def test_autotokenizer_is_rejected(setup):
 
 
 def test_process_results_hooks():
-    from pivottrace.lmeval_tasks import utils
+    from pivottrace.rl.lmeval_tasks import utils
 
     p = modchain.make_problem(random.Random(3), 3, 10, OPS)
     doc = {"id": "x", "prompt": p.prompt, "answer": p.answer}

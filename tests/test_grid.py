@@ -2,9 +2,9 @@
 
 import pytest
 
-from pivottrace.config import load_config
-from pivottrace.pool import PoolItem, UnlabeledPool
-from pivottrace.selection import resolve_method
+from pivottrace.core.config import load_config
+from pivottrace.data.pool import PoolItem, UnlabeledPool
+from pivottrace.method.selection import resolve_method
 from pivottrace.workflow import grid_runs, scores_input
 
 
@@ -40,8 +40,8 @@ def test_unknown_method_in_an_extra_grid_is_named():
 def test_variant_plan_is_written_under_the_variant_name(tmp_path):
     import pandas as pd
 
-    from pivottrace.pool import load_plan
-    from pivottrace.selection import select_and_write
+    from pivottrace.data.pool import load_plan
+    from pivottrace.method.selection import select_and_write
 
     items = [PoolItem(f"p{i}", "q", 1) for i in range(20)]
     pool_path = tmp_path / "pool.jsonl"

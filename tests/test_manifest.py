@@ -1,5 +1,5 @@
 """Every run record carries its manifest: resolved config and hash, package versions,
-git commit, seed and device (docs/INTERFACES.md, ``pivottrace.manifest``)."""
+git commit, seed and device (docs/INTERFACES.md, ``pivottrace.core.manifest``)."""
 
 import json
 import re
@@ -10,11 +10,12 @@ import torch
 import yaml
 from conftest import REPO, SMOKE
 
-from pivottrace.config import config_hash, load_config
-from pivottrace.manifest import PACKAGES
+from pivottrace.core.config import config_hash, load_config
+from pivottrace.core.manifest import PACKAGES
 from pivottrace.records import build_record
 
-MANIFEST_KEYS = {"config", "config_hash", "packages", "git_commit", "seed", "device", "python"}
+MANIFEST_KEYS = {"config", "config_hash", "packages", "constraint_mismatches", "git_commit", "seed",
+                 "device", "python"}
 
 
 def expected_commit() -> str | None:
@@ -91,3 +92,39 @@ def test_smoke_dag_records_carry_the_manifest(smoke_run):
         assert record["manifest"]["config_hash"] == resolved.stem
         assert record["manifest"]["config"]["name"] == "smoke"
 
+
+
+def test_every_recorded_package_is_pinned():
+    from pivottrace.core.manifest import read_pins
+
+    pins = read_pins()
+    assert [p for p in PACKAGES if p != "pivottrace" and p.replace("_", "-") not in pins] == []
+    assert pins["torch"] == "2.13.0"  # the CPU wheel; an unpinned torch pulls CUDA
+
+
+def test_installed_environment_matches_the_pins():
+    """The README's commands and CI install with -c constraints.txt; the manifest checks it."""
+    from pivottrace.core.manifest import constraint_mismatches, package_versions
+
+    assert constraint_mismatches(package_versions()) == {}
+
+
+def test_constraint_mismatch_is_reported(tmp_path):
+    from pivottrace.core.manifest import constraint_mismatches
+
+    pins = tmp_path / "constraints.txt"
+    pins.write_text("# comment\ntorch==2.13.0\nTransformers==5.23.0\nlm_eval==0.4.13\n")
+    got = constraint_mismatches({"torch": "2.13.0+cpu", "transformers": "5.24.0",
+                                 "lm_eval": "0.4.13", "pivottrace": "0.1.0"}, pins)
+    assert got == {"transformers": ["5.23.0", "5.24.0"]}
+    assert constraint_mismatches({"torch": "1.0"}, tmp_path / "absent.txt") == {}
+
+
+def test_install_commands_use_the_constraints():
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    ci = (repo / ".ci/run").read_text()
+    assert '-c constraints.txt -e ".[dev]"' in ci
+    readme = (repo / "README.md").read_text()
+    assert readme.count('pip install -c constraints.txt -e ".[dev]"') >= 2

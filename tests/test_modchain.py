@@ -4,10 +4,11 @@ import random
 
 import pytest
 
-from pivottrace.config import load_config
-from pivottrace.data import check_disjoint, make_modchain
-from pivottrace.io import DataError, read_jsonl
-from pivottrace.tasks import modchain as mc
+from pivottrace.core.config import load_config
+from pivottrace.core.io import DataError, read_jsonl
+from pivottrace.data.splits import check_disjoint
+from pivottrace.testbed import modchain as mc
+from pivottrace.testbed.data import make_modchain
 
 OPS = ("+", "-", "*")
 

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from pivottrace.io import DataError
-from pivottrace.oracle import AnnotationOracle, BudgetExceededError, UnknownIdError
+from pivottrace.core.io import DataError
+from pivottrace.labeled.oracle import AnnotationOracle, BudgetExceededError, UnknownIdError
 
 GOLD = {"a": "SECRET-11", "b": "SECRET-22", "c": "SECRET-33", "d": "SECRET-44", "e": "SECRET-55"}
 

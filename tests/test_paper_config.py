@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pivottrace.config import ConfigError, load_config
+from pivottrace.core.config import ConfigError, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 PAPER = REPO / "configs" / "paper.yaml"
@@ -54,7 +54,7 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
     """A working directory with local/ stand-ins for every file configs/paper.yaml names."""
-    from pivottrace.reasoner import build_model, build_tokenizer
+    from pivottrace.testbed.reasoner import build_model, build_tokenizer
 
     wd = tmp_path_factory.mktemp("paper")
     write_jsonl(wd / "local/data/math/train.jsonl", MATH_TRAIN)

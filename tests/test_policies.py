@@ -7,9 +7,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pivottrace.io import DataError
-from pivottrace.pool import PoolItem, UnlabeledPool, load_plan, load_pool, score_vector, write_plan
-from pivottrace.selection import POLICIES, check_args, parse_budget, select
+from pivottrace.core.io import DataError
+from pivottrace.data.pool import (
+    PoolItem,
+    UnlabeledPool,
+    load_plan,
+    load_pool,
+    score_vector,
+    write_plan,
+)
+from pivottrace.method.selection import POLICIES, check_args, parse_budget, select
 
 N = 20
 

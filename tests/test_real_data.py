@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from pivottrace.io import DataError
-from pivottrace.tasks import real
-from pivottrace.verifiers import get_verifier
+from pivottrace.core.io import DataError
+from pivottrace.data import real
+from pivottrace.data.verifiers import get_verifier
 
 FIX = Path(__file__).parent / "fixtures"
 GSM8K = FIX / "gsm8k_sample.jsonl"

@@ -1,6 +1,6 @@
 """Exact resume: GRPO killed mid-run and rerun equals an uninterrupted run (CPU, same seed).
 
-The uninterrupted run and the reruns go through ``pivottrace.training.run_training``
+The uninterrupted run and the reruns go through ``pivottrace.rl.train.run_training``
 (what ``pivottrace train`` calls); the killed run is ``pivottrace train`` in a
 subprocess that SIGKILLs itself while writing a checkpoint. Compared: the
 training summary fields that enter the run record (steps, dev curve, reward
@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from conftest import subprocess_env, train_outputs
 
-from pivottrace.training import run_training
+from pivottrace.rl.train import run_training
 
 # Runs ``pivottrace <argv>`` and SIGKILLs the process when trainer_state.json of
 # checkpoint-<PT_KILL_AT_STEP> is about to be written: the weights, optimizer and

@@ -14,23 +14,16 @@ import pytest
 import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
-from pivottrace import scoring
-from pivottrace.oracle import AnnotationOracle
-from pivottrace.pivots import dynamics_score, find_pivots, trace_density
-from pivottrace.pool import load_pool
-from pivottrace.reasoner import build_tokenizer
-from pivottrace.scoring import (
-    SCORE_COLUMNS,
-    majority_disagreement,
-    oracle_learnability,
-    score_and_write,
-    score_pool,
-    scoring_config,
-    token_entropy_and_self_certainty,
-    write_oracle_scores,
-)
-from pivottrace.tasks import modchain
-from pivottrace.trace import trace_forced
+from pivottrace.data.pool import load_pool
+from pivottrace.labeled.oracle import AnnotationOracle
+from pivottrace.labeled.oracle_scores import pass_rates_and_learnability, write_oracle_scores
+from pivottrace.method import scoring
+from pivottrace.method.estimators import majority_disagreement, token_entropy_and_self_certainty
+from pivottrace.method.pivots import dynamics_score, find_pivots, trace_density
+from pivottrace.method.scoring import SCORE_COLUMNS, score_and_write, score_pool, scoring_config
+from pivottrace.method.trace import trace_forced
+from pivottrace.testbed import modchain
+from pivottrace.testbed.reasoner import build_tokenizer
 
 torch.set_num_threads(1)
 
@@ -180,7 +173,7 @@ def test_oracle_learnability_by_hand(tmp_path):
     traces = [{"id": "a", "completion": c} for c in ("x = 7 # 7", "# 7", "# 3", "no answer")]
     traces += [{"id": "b", "completion": "# 2"}, {"id": "b", "completion": "# 2"}]
     oracle = AnnotationOracle(gold, max_queries=2)
-    df = oracle_learnability(traces, oracle)
+    df = pass_rates_and_learnability(traces, oracle)
     assert list(df.columns) == ["id", "oracle_learnability", "pass_rate"]
     assert df.set_index("id")["pass_rate"].to_dict() == {"a": 0.5, "b": 1.0}
     assert df.set_index("id")["oracle_learnability"].to_dict() == {"a": 0.25, "b": 0.0}
@@ -205,11 +198,20 @@ def test_config_defaults_and_errors():
     assert set(scoring.DEFAULT_SCORING) == {"K", "max_new_tokens", "batch_size", "temperature",
                                             "layers", "score", "tau", "window", "min_tokens",
                                             "seed"}
-    with pytest.raises(ValueError, match="unknown scoring keys"):
+    with pytest.raises(ValueError, match=r"key 'scoring'.*'k' was unexpected"):
         scoring_config({"scoring": {"k": 3}})
-    with pytest.raises(ValueError, match="K"):
-        scoring_config({"scoring": {"K": 0}})
-    with pytest.raises(ValueError, match="score"):
+    # bounds come from the schema alone: K >= 2 there (majority agreement needs several traces)
+    with pytest.raises(ValueError, match=r"key 'scoring.K': 1 is less than the minimum of 2"):
+        scoring_config({"scoring": {"K": 1}})
+    with pytest.raises(ValueError, match=r"key 'scoring.score'"):
         scoring_config({"scoring": {"score": "nope"}})
+    with pytest.raises(ValueError, match=r"key 'scoring.window'"):
+        scoring_config({"scoring": {"window": -1}})
+    import yaml
+
+    from pivottrace.core.config import SCHEMA_PATH
+
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())["properties"]["scoring"]
+    assert set(schema["required"]) == set(scoring.DEFAULT_SCORING)
     with pytest.raises(TypeError, match="UnlabeledPool"):
         score_pool(("m", "t"), [{"id": "a", "prompt": "p"}], CFG)

@@ -4,8 +4,7 @@ import random
 
 import torch
 
-from pivottrace import reasoner
-from pivottrace.tasks import modchain
+from pivottrace.testbed import modchain, reasoner
 
 OPS = ("+", "-", "*")
 MODEL_CFG = dict(hidden_size=32, intermediate_size=64, num_layers=2, num_heads=2,

@@ -10,16 +10,16 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 from transformers.masking_utils import AttentionMaskInterface
 
-from pivottrace import trace
-from pivottrace.reasoner import build_tokenizer
-from pivottrace.tasks.modchain import vocabulary
-from pivottrace.trace import (
+from pivottrace.method import trace
+from pivottrace.method.trace import (
     ATTN_IMPLEMENTATION,
     STATS,
     StreamingTracer,
     generated_lengths,
     trace_forced,
 )
+from pivottrace.testbed.modchain import vocabulary
+from pivottrace.testbed.reasoner import build_tokenizer
 
 torch.set_num_threads(1)
 

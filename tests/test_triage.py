@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from pivottrace.pool import n_to_annotate
-from pivottrace.triage import otsu_two_thresholds, rank_desc, triage
+from pivottrace.data.pool import n_to_annotate
+from pivottrace.method.triage import otsu_two_thresholds, rank_desc, triage
 
 
 def _ids(n):
@@ -104,6 +104,71 @@ def test_auto_finds_the_three_modes(method):
 def test_otsu_is_exact_on_a_small_case():
     assert otsu_two_thresholds([0.0, 0.1, 0.0, 5.0, 5.1, 10.0, 9.9]) == (5.0, 9.9)
     assert otsu_two_thresholds([1, 2, 3]) == (2.0, 3.0)
+    # all three splits of [0, 1, 2, 3] have between-class variance 1.125: the lowest pair wins
+    assert otsu_two_thresholds([3, 0, 2, 1]) == (1.0, 2.0)
+
+
+def _between_class_variance(v, lo, hi):
+    """sum_k W_k * (mean_k - mean)^2 of the classes v < lo, lo <= v < hi, v >= hi."""
+    mean = v.mean()
+    total = 0.0
+    for cls in (v[v < lo], v[(v >= lo) & (v < hi)], v[v >= hi]):
+        assert cls.size > 0
+        total += cls.size / v.size * (cls.mean() - mean) ** 2
+    return total
+
+
+def _otsu_brute_force(v):
+    """(objective, lo, hi) of every pair of cuts between distinct sorted values, lowest first."""
+    vals = np.unique(v)
+    return [(_between_class_variance(v, vals[a], vals[b]), float(vals[a]), float(vals[b]))
+            for a in range(1, vals.size - 1) for b in range(a + 1, vals.size)]
+
+
+def test_otsu_matches_brute_force_over_all_cut_pairs():
+    rng = np.random.default_rng(2024)
+    n_unique_max = 0
+    for case in range(400):
+        n = int(rng.integers(3, 16))
+        kind = case % 3
+        if kind == 0:  # small integers: many ties in the values and in the objective
+            v = rng.integers(0, int(rng.integers(3, 7)), n).astype(float)
+        elif kind == 1:  # continuous, rounded so that some values repeat
+            v = np.round(rng.normal(0.0, 1.0, n), 1)
+        else:  # skewed, like pivot densities
+            v = np.round(rng.exponential(0.05, n), 3)
+        if np.unique(v).size < 3:
+            with pytest.raises(ValueError, match="at least 3 distinct"):
+                otsu_two_thresholds(v)
+            continue
+        table = _otsu_brute_force(v)
+        best = max(obj for obj, _, _ in table)
+        near = [(lo, hi) for obj, lo, hi in table if np.isclose(obj, best, rtol=1e-9, atol=1e-12)]
+        lo, hi = otsu_two_thresholds(v)
+        assert lo in v and hi in v and lo < hi
+        got = _between_class_variance(v, lo, hi)
+        assert np.isclose(got, best, rtol=1e-9, atol=1e-12), (v.tolist(), lo, hi)
+        if len(near) == 1:
+            n_unique_max += 1
+            assert (lo, hi) == near[0], (v.tolist(), (lo, hi), near)
+        else:  # exact ties in the objective go to the lowest pair
+            assert (lo, hi) in near
+        # the cut points do not depend on the input order
+        assert otsu_two_thresholds(rng.permutation(v)) == (lo, hi)
+    assert n_unique_max > 200
+
+
+def test_otsu_ties_go_to_the_lowest_pair():
+    # symmetric integer layouts where several pairs reach exactly the same objective
+    cases = {(0, 1, 2, 3): (1.0, 2.0), (0, 0, 1, 1, 2, 2, 3, 3): (1.0, 2.0),
+             (0, 1, 2, 3, 4): (1.0, 3.0), (5, 6, 7, 8): (6.0, 7.0)}
+    for v, want in cases.items():
+        v = np.array(v, dtype=float)
+        table = _otsu_brute_force(v)
+        best = max(obj for obj, _, _ in table)
+        tied = [(lo, hi) for obj, lo, hi in table if np.isclose(obj, best, rtol=1e-12)]
+        assert len(tied) > 1 and tied[0] == want
+        assert otsu_two_thresholds(v) == want
 
 
 def test_deterministic_and_independent_of_input_order():

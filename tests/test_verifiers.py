@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from pivottrace.tasks import real
-from pivottrace.verifiers import VERIFIERS, get_verifier
+from pivottrace.data import real
+from pivottrace.data.verifiers import VERIFIERS, get_verifier
 
 
 def test_registry_has_all_verifiers():

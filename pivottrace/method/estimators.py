@@ -1,0 +1,77 @@
+"""Label-free uncertainty estimators of one trace or one prompt's K traces (DESIGN.md section 2).
+
+Besides attention pivot density (:mod:`pivottrace.method.pivots`): lexical
+reflections, token entropy, self-certainty (Intuitor) and majority
+disagreement. Pure functions; :mod:`pivottrace.method.scoring` applies them to
+the pool's rollouts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+
+import torch
+
+from pivottrace.testbed import modchain
+
+ESTIMATORS = ("pivot_density", "lexical_reflections", "mean_token_entropy",
+              "neg_self_certainty", "majority_disagreement")
+"""Label-free estimator columns of the scores table, each "higher = more uncertain"."""
+
+#: Reflection words of the generic lexical counter (tasks other than modchain).
+REFLECTION_WORDS = ("wait", "hmm", "however", "recheck", "re-check", "verify", "alternatively",
+                    "mistake", "actually")
+
+
+def lexical_counter(task_name: str | None):
+    """``completion -> int`` reflection counter for a task (modchain: its reflection word)."""
+    if task_name in (None, "modchain"):
+        return modchain.count_reflections
+
+    def count(completion: str) -> int:
+        words = completion.lower().replace(",", " ").replace(".", " ").split()
+        return sum(words.count(w) for w in REFLECTION_WORDS)
+
+    return count
+
+
+def token_entropy_and_self_certainty(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token entropy H(p) and self-certainty KL(U || p) of raw logits, in nats.
+
+    Args:
+        logits: (..., V) raw next-token logits (temperature 1).
+    Returns:
+        ``(entropy, self_certainty)``, each of shape ``logits.shape[:-1]``, float32.
+        ``self_certainty = -log V - mean_j log p_j`` (0 for a uniform p).
+
+    Examples:
+        >>> h, sc = token_entropy_and_self_certainty(torch.zeros(4))
+        >>> round(float(h), 6) == round(math.log(4), 6), abs(float(sc)) < 1e-6
+        (True, True)
+    """
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    entropy = -(logp.exp() * logp).sum(-1)
+    v = logits.shape[-1]
+    self_certainty = -math.log(v) - logp.mean(-1)
+    return entropy, self_certainty
+
+
+def majority_disagreement(answers: Sequence[str | None]) -> float:
+    """``1 - (votes of the most frequent answer) / K``; each None is its own one-vote answer.
+
+    Examples:
+        >>> majority_disagreement(["7", "7", "3", None])
+        0.5
+        >>> majority_disagreement([None, None, None, None])
+        0.75
+        >>> majority_disagreement(["1", "1"])
+        0.0
+    """
+    k = len(answers)
+    if k == 0:
+        raise ValueError("need at least one answer")
+    counts = Counter(a for a in answers if a is not None)
+    top = max(counts.values(), default=0)
+    return 1.0 - max(top, 1) / k  # all None: K singleton votes

@@ -1,0 +1,59 @@
+"""Trainer callbacks of the GRPO runs: the greedy dev curve and the pseudo-label log.
+
+Both write into ``state.log_history``, so their entries are saved with every
+checkpoint and restored on resume (a resumed run ends with the same record as
+an uninterrupted one).
+"""
+
+from __future__ import annotations
+
+from transformers import TrainerCallback
+
+from pivottrace.sampling import greedy_accuracy
+
+
+class PseudoLabelCallback(TrainerCallback):
+    """Moves the majority-vote pseudo-labels of each step into ``state.log_history``.
+
+    Stored as ``{"pl_step": step, "pseudo_labels": {id: [answer, votes, n]}}`` so
+    they are checkpointed and survive a resume. Never read by training; the
+    record rule compares them with gold after the fact.
+    """
+
+    def __init__(self, buffer: list):
+        self.buffer = buffer
+
+    def on_step_end(self, args, state, control, **kw):
+        merged: dict = {}
+        for entry in self.buffer:
+            merged.update(entry)
+        self.buffer.clear()
+        if merged:
+            state.log_history.append({"pl_step": state.global_step, "pseudo_labels": merged})
+
+
+class DevCurveCallback(TrainerCallback):
+    """Logs greedy dev accuracy every ``every`` steps into ``state.log_history``.
+
+    The entries live in the trainer state, so they are saved with checkpoints
+    and restored on resume (the curve of a resumed run equals an uninterrupted one).
+    """
+
+    def __init__(self, tokenizer, rows, verifier, every, max_new_tokens, batch_size):
+        self.tokenizer, self.rows, self.verifier, self.every = tokenizer, rows, verifier, every
+        self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
+
+    def _log(self, state, model):
+        if any(h.get("dev_step") == state.global_step for h in state.log_history):
+            return
+        acc = greedy_accuracy(model, self.tokenizer, self.rows, self.verifier,
+                              max_new_tokens=self.max_new_tokens, batch_size=self.batch_size)
+        state.log_history.append({"dev_step": state.global_step, "dev_accuracy": acc})
+
+    def on_train_begin(self, args, state, control, model=None, **kw):
+        if state.global_step == 0:
+            self._log(state, model)
+
+    def on_step_end(self, args, state, control, model=None, **kw):
+        if state.global_step % self.every == 0 or state.global_step == state.max_steps:
+            self._log(state, model)
