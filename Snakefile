@@ -29,7 +29,8 @@ DATA = ["pool.jsonl", "pool_gold.jsonl", "dev.jsonl", "test.jsonl", "test_hard.j
 
 
 def section_hash(*keys):
-    return config_hash({k: config[k] for k in keys})
+    """Hash of the config sections a rule's output depends on (absent optional ones as null)."""
+    return config_hash({k: config.get(k) for k in keys})
 
 
 wildcard_constraints:
@@ -67,7 +68,7 @@ rule base_model:
     output:
         directory("models/base"),
     params:
-        h=section_hash("task", "model", "sft", "seed"),
+        h=section_hash("task", "model", "sft", "seed", "runtime"),
     threads: workflow.cores
     log:
         "logs/base_model.log",
@@ -84,7 +85,7 @@ rule base_report:
     output:
         "results/base_model.json",
     params:
-        h=section_hash("base_report", "seed"),
+        h=section_hash("base_report", "seed", "runtime"),
     threads: workflow.cores
     log:
         "logs/base_report.log",
@@ -102,7 +103,7 @@ rule tune_pivots:
         sweep="results/pivot_tuning.csv",
         choice="results/pivot_choice.json",
     params:
-        h=section_hash("scoring", "pivot_tuning", "task"),
+        h=section_hash("scoring", "pivot_tuning", "task", "runtime"),
     threads: workflow.cores
     log:
         "logs/tune_pivots.log",
@@ -122,7 +123,7 @@ rule score:
         pool="data/pool.jsonl",
         choice="results/pivot_choice.json" if TUNED else [],
     params:
-        h=section_hash("scoring", "task"),
+        h=section_hash("scoring", "task", "runtime"),
         choice="--pivot-choice results/pivot_choice.json" if TUNED else "",
     output:
         scores="results/scores/pool_scores.csv",
@@ -158,14 +159,35 @@ rule calibration:
     output:
         csv="results/calibration.csv",
         bins="results/calibration_bins.csv",
-        fig="paper_figures/calibration.png",
+        fig=multiext("paper_figures/calibration", ".png", ".pdf", ".csv"),
+    params:
+        stem=lambda w, output: output.fig[0].removesuffix(".png"),
     log:
         "logs/calibration.log",
     benchmark:
         "benchmarks/calibration.tsv"
     shell:
         "{PT} calibration --scores {input.scores} --oracle {input.oracle} --out {output.csv} "
-        "--out-bins {output.bins} --figure paper_figures/calibration > {log} 2>&1"
+        "--out-bins {output.bins} --figure {params.stem} > {log} 2>&1"
+
+
+rule alignment:
+    input:
+        traces="results/scores/pool_traces.jsonl",
+        pool="data/pool.jsonl",
+    output:
+        csv="results/pivot_alignment.csv",
+        fig=multiext("paper_figures/pivot_alignment", ".png", ".pdf", ".csv"),
+    params:
+        h=section_hash("task"),
+        stem=lambda w, output: output.fig[0].removesuffix(".png"),
+    log:
+        "logs/alignment.log",
+    benchmark:
+        "benchmarks/alignment.tsv"
+    shell:
+        "{PT} alignment --traces {input.traces} --pool {input.pool} --out {output.csv} "
+        "--figure {params.stem} > {log} 2>&1"
 
 
 rule select:
@@ -173,6 +195,7 @@ rule select:
         pool="data/pool.jsonl",
         scores=lambda w: scores_input(w.method, config),
     params:
+        h=section_hash("selection", "variants"),
         scores=lambda w, input: f"--scores {input.scores}" if input.scores else "",
     output:
         RUN + "/plan.json",
@@ -198,7 +221,7 @@ rule train:
         summary=RUN + "/train.json",
         ledger=RUN + "/ledger.json",
     params:
-        h=section_hash("grpo"),
+        h=section_hash("grpo", "runtime"),
         work=RUN + "/ckpt",
     threads: 1
     log:
@@ -223,7 +246,7 @@ rule evaluate:
     output:
         RUN + "/eval.json",
     params:
-        h=section_hash("eval"),
+        h=section_hash("eval", "runtime"),
     threads: 1
     log:
         "logs/" + RUN + "/evaluate.log",
@@ -234,27 +257,29 @@ rule evaluate:
         "--out {output} > {log} 2>&1"
 
 
-def record_inputs(w):
-    run = f"runs/{w.method}/{w.budget}/{w.seed}"
-    files = [f"{run}/eval.json", "data/pool.jsonl", "data/pool_gold.jsonl"]
-    if w.method != "base":
-        files += [f"{run}/plan.json", f"{run}/ledger.json", f"{run}/train.json"]
-    return files
+def run_files(w):
+    """The run's own inputs of its record (the base row has no plan, ledger or training)."""
+    names = ["eval.json"] if w.method == "base" else ["eval.json", "plan.json", "ledger.json", "train.json"]
+    return [f"runs/{w.method}/{w.budget}/{w.seed}/{n}" for n in names]
 
 
 rule record:
     input:
-        record_inputs,
+        run=run_files,
+        pool="data/pool.jsonl",
+        gold="data/pool_gold.jsonl",
     output:
         RUN + "/record.json",
+    params:
+        run_dir=lambda w, output: os.path.dirname(output[0]),
     log:
         "logs/" + RUN + "/record.log",
     benchmark:
         "benchmarks/" + RUN + "/record.tsv"
     shell:
         "{PT} record --method {wildcards.method} --budget {wildcards.budget} "
-        "--seed {wildcards.seed} --run-dir runs/{wildcards.method}/{wildcards.budget}/{wildcards.seed} "
-        "--pool data/pool.jsonl --gold data/pool_gold.jsonl --out {output} > {log} 2>&1"
+        "--seed {wildcards.seed} --run-dir {params.run_dir} "
+        "--pool {input.pool} --gold {input.gold} --out {output} > {log} 2>&1"
 
 
 RECORDS = [f"runs/{m}/{b}/{s}/record.json" for m, b, s in grid_runs(config)]
@@ -270,13 +295,15 @@ rule figures:
         model="models/base",
     output:
         expand("paper_figures/{fig}.{ext}", fig=FIGURES, ext=["png", "pdf", "csv"]),
+    params:
+        out_dir=lambda w, output: os.path.dirname(output[0]),
     log:
         "logs/figures.log",
     benchmark:
         "benchmarks/figures.tsv"
     shell:
         "{PT} figures --records {input.records} --scores {input.scores} --oracle {input.oracle} "
-        "--traces {input.traces} --model {input.model} --out-dir paper_figures > {log} 2>&1"
+        "--traces {input.traces} --model {input.model} --out-dir {params.out_dir} > {log} 2>&1"
 
 
 # The table is the last artifact: asking for results/table1.csv also (re)draws every figure
@@ -286,6 +313,7 @@ rule table:
         records=RECORDS,
         figures=expand("paper_figures/{fig}.png", fig=FIGURES + ["calibration"]),
         calibration="results/calibration.csv",
+        alignment="results/pivot_alignment.csv",
         base_report="results/base_model.json",
         tuning="results/pivot_tuning.csv" if TUNED else [],
     output:

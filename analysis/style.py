@@ -18,6 +18,8 @@ METHOD_LABELS = {
     "full": "Full supervision",
     "random": "Random",
     "entropy": "Entropy",
+    "random_semi": "Random + majority vote",
+    "entropy_semi": "Entropy + majority vote",
     "unsupervised": "Unsupervised (TTRL)",
     "self_certainty": "Self-certainty (Intuitor)",
     "oracle_learnability": "Oracle learnability (labels)",
@@ -29,11 +31,13 @@ METHOD_LABELS = {
 
 _PALETTE = {  # colorblind-safe (seaborn 'colorblind')
     "base": "#949494", "full": "#000000", "random": "#0173b2", "entropy": "#de8f05",
+    "random_semi": "#5d8cb8", "entropy_semi": "#b5791a",
     "unsupervised": "#56b4e9", "self_certainty": "#ca9161", "oracle_learnability": "#fbafe4",
     "pivottrace": "#d55e00", "pivottrace_two_way": "#cc78bc", "triage_entropy": "#029e73",
     "triage_lexical": "#ece133",
 }
-_MARKERS = {"base": "X", "full": "s", "random": "o", "entropy": "^", "unsupervised": "v",
+_MARKERS = {"base": "X", "full": "s", "random": "o", "entropy": "^", "random_semi": "8",
+            "entropy_semi": "*", "unsupervised": "v",
             "self_certainty": "<", "oracle_learnability": "P", "pivottrace": "D",
             "pivottrace_two_way": "d", "triage_entropy": ">", "triage_lexical": "h"}
 

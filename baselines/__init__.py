@@ -6,12 +6,14 @@ live in :mod:`pivottrace.method.selection`.
 
 from baselines.policies import (
     entropy_selection,
+    entropy_semi,
     full_supervision,
     oracle_learnability_selection,
     random_selection,
+    random_semi,
     unsupervised,
     unsupervised_self_certainty,
 )
 
-__all__ = ["entropy_selection", "full_supervision", "oracle_learnability_selection", "random_selection",
-           "unsupervised", "unsupervised_self_certainty"]
+__all__ = ["entropy_selection", "entropy_semi", "full_supervision", "oracle_learnability_selection",
+           "random_selection", "random_semi", "unsupervised", "unsupervised_self_certainty"]

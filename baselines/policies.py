@@ -47,6 +47,27 @@ def entropy_selection(pool: UnlabeledPool, budget: float, seed: int, scores=None
     return Plan("entropy", budget, seed, False, "majority", routes, meta)
 
 
+def _semi(plan: Plan, method: str) -> Plan:
+    """The same annotate set; every other prompt trained on its majority vote (no defer)."""
+    routes = {pid: ("annotate" if r == "annotate" else "self") for pid, r in plan.routes.items()}
+    return Plan(method, plan.budget, plan.seed, False, "majority", routes,
+                {**plan.meta, "semi_supervised": True})
+
+
+def random_semi(pool: UnlabeledPool, budget: float, seed: int, scores=None) -> Plan:
+    """Semi-supervised random (TraPO-style): annotate what :func:`random_selection` annotates,
+    train every other prompt on the majority vote of its group, as PivotTrace's self route does.
+
+    Isolates *which* prompts PivotTrace annotates from its *also* self-training on the rest.
+    """
+    return _semi(random_selection(pool, budget, seed, scores), "random_semi")
+
+
+def entropy_semi(pool: UnlabeledPool, budget: float, seed: int, scores=None) -> Plan:
+    """Semi-supervised entropy: :func:`entropy_selection`'s annotate set, the rest on majority vote."""
+    return _semi(entropy_selection(pool, budget, seed, scores), "entropy_semi")
+
+
 def full_supervision(pool: UnlabeledPool, budget: float, seed: int, scores=None) -> Plan:
     """Annotate every prompt (budget 1.0): the fully supervised reference."""
     return Plan("full", 1.0, seed, False, "majority", dict.fromkeys(pool.ids, "annotate"),

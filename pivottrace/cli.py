@@ -83,6 +83,13 @@ def cmd_calibration(a, cfg):
     calibration_and_write(a.scores, a.oracle, a.out, a.out_bins, a.figure)
 
 
+def cmd_alignment(a, cfg):
+    from analysis.alignment import write_alignment
+
+    task = cfg["task"]
+    write_alignment(a.traces, a.pool, task.get("modulus"), task["name"], a.out, a.figure)
+
+
 def cmd_train(a, cfg):
     from pivottrace.rl.train import run_training
 
@@ -227,6 +234,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out-bins", required=True)
     s.add_argument("--figure", required=True, help="figure path stem (.png/.pdf/.csv are written)")
     s.set_defaults(fn=cmd_calibration)
+
+    s = sub.add_parser("alignment", help="pivots against reflections and first errors, with lift "
+                       "over random placement (analysis; first errors read labels)")
+    s.add_argument("--traces", required=True, help="pool traces JSONL (pivots, completions)")
+    s.add_argument("--pool", required=True, help="pool JSONL (prompts)")
+    s.add_argument("--out", required=True, help="CSV, one row per target and tolerance")
+    s.add_argument("--figure", default=None, help="figure path stem (.png/.pdf/.csv are written)")
+    s.set_defaults(fn=cmd_alignment)
 
     s = sub.add_parser("train", help="GRPO on a plan (gold answers through the oracle)")
     s.add_argument("--plan", required=True)

@@ -153,7 +153,13 @@ def generate(model, tokenizer, prompts: Sequence[str], *, k: int = 1, do_sample:
 
 def greedy_accuracy(model, tokenizer, rows: Sequence[dict], verifier, *, max_new_tokens: int,
                     batch_size: int = 64) -> float:
-    """Greedy accuracy on labeled rows (``prompt``, ``answer``) under ``verifier``."""
+    """Greedy accuracy on labeled rows (``prompt``, ``answer``) under ``verifier``.
+
+    The dev curve inside GRPO uses this loop rather than lm-eval
+    (:func:`pivottrace.rl.evaluate.evaluate_model`, which the final evaluation
+    uses): lm-eval renders and registers a task and wraps the model on every
+    call, nine calls a run, for the same completions (``tests/test_evaluate.py``).
+    """
     outs = generate(model, tokenizer, [r["prompt"] for r in rows], k=1, do_sample=False,
                     max_new_tokens=max_new_tokens, batch_size=batch_size)
     return sum(bool(verifier.verify(o[0], r["answer"])) for o, r in zip(outs, rows)) / len(rows)

@@ -101,6 +101,12 @@ def test_lm_eval_agrees_with_direct_greedy(setup):
     model = setup["model"]
     direct = _direct(model, setup["tok"], rows, MAX_NEW)
     assert [s["completion"] for s in res["samples"]] == direct
+    # the dev curve's loop (pivottrace.sampling) gives the same completions
+    from pivottrace.sampling import generate
+
+    loop = generate(model, setup["tok"], [r["prompt"] for r in rows], k=1, do_sample=False,
+                    max_new_tokens=MAX_NEW, batch_size=8)
+    assert [c[0] for c in loop] == direct
     correct = [modchain.verify(c, r["answer"]) for c, r in zip(direct, rows, strict=True)]
     assert [s["correct"] for s in res["samples"]] == correct
     assert [s["pred"] for s in res["samples"]] == [modchain.extract_answer(c) for c in direct]

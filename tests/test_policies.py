@@ -208,3 +208,17 @@ def test_pool_loading_and_immutability(tmp_path):
         pool.items = ()
     with pytest.raises(DataError, match="empty pool"):
         UnlabeledPool(())
+
+
+def test_semi_supervised_baselines_annotate_the_same_and_self_train_the_rest(pool, scores):
+    """random_semi / entropy_semi: the same annotate set as random / entropy, every other prompt
+    on the self route with the majority-vote reward (PivotTrace's regimes), nothing deferred."""
+    for semi, base in (("random_semi", "random"), ("entropy_semi", "entropy")):
+        for budget, seed in ((0.25, 0), (0.5, 3)):
+            s = select(semi, pool, budget=budget, seed=seed, scores=scores)
+            b = select(base, pool, budget=budget, seed=seed, scores=scores)
+            assert s.method == semi and s.self_reward == "majority" and not s.uses_labels
+            assert s.ids("annotate") == b.ids("annotate")
+            assert s.ids("self") == b.ids("defer") and s.ids("defer") == []
+    with pytest.raises(ValueError, match="needs a budget"):
+        select("random_semi", pool, seed=0)

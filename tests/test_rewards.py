@@ -148,3 +148,15 @@ def test_self_reward_of_the_plan_picks_the_regime():
     assert [(r["id"], r["regime"]) for r in rows] == [("a", SELF_CERTAINTY), ("b", "gold")]
     plan["self_reward"] = "majority"
     assert training_rows(plan, pool, {"b": "7"})[0]["regime"] == SELF
+
+
+def test_majority_reward_refuses_a_split_group():
+    """Under several processes a group could arrive in parts; voting over a part is refused."""
+    reward = make_majority_reward(get_verifier("modchain"), group_size=4)
+    whole = [_c("1")] * 4
+    assert reward(whole, id=["p"] * 4, regime=[SELF] * 4) == [1.0] * 4
+    assert len(reward(whole * 2, id=["p"] * 8, regime=[SELF] * 8)) == 8  # the prompt twice: fine
+    with pytest.raises(RuntimeError, match=r"prompt 'p' has 3 completions.*num_generations=4"):
+        reward(whole[:3], id=["p"] * 3, regime=[SELF] * 3)
+    # gold-route prompts are not voted on, so their group size does not matter
+    assert reward(whole[:3], id=["g"] * 3, regime=[GOLD] * 3) == [None] * 3

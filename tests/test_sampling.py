@@ -82,3 +82,32 @@ def test_tracing_does_not_change_the_samples(tiny):
         for (_, _, _, ids), st in zip(b.rows(), b.stats):
             assert st["shift"].shape[0] == len(ids)  # statistics cover the tokens up to EOS
             assert decode(tok, ids) == tok.decode(ids, skip_special_tokens=True).strip()
+
+
+def test_sampling_forks_the_cuda_stream_of_a_cuda_model(monkeypatch):
+    """On CUDA, seeding the dev curve must not reset GRPO's own CUDA sampling stream.
+
+    No GPU is needed: a stand-in model reports a CUDA device, ``fork_rng`` is
+    recorded, and the generation loop itself is skipped.
+    """
+    import contextlib
+    import types
+
+    import pivottrace.sampling as sampling
+
+    forked = []
+
+    @contextlib.contextmanager
+    def record_fork(devices=None, enabled=True):
+        forked.append(list(devices or []))
+        yield
+
+    monkeypatch.setattr(torch.random, "fork_rng", record_fork)
+    monkeypatch.setattr(torch, "manual_seed", lambda seed: None)  # no CUDA to seed here
+    monkeypatch.setattr(sampling, "_batches", lambda *a, **k: iter(()))
+    cuda = torch.device("cuda", 0)
+    model = types.SimpleNamespace(parameters=lambda: iter([types.SimpleNamespace(device=cuda)]),
+                                  training=True, eval=lambda: None, train=lambda mode=True: None)
+    tok = types.SimpleNamespace(padding_side="right")
+    assert list(sampling.sample_batches(model, tok, ["p"], seed=3)) == []
+    assert forked == [[cuda]]

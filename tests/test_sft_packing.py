@@ -2,6 +2,7 @@
 
 import random
 
+import pytest
 import torch
 
 from pivottrace.testbed import modchain, reasoner
@@ -58,3 +59,19 @@ def test_packed_rows_keep_every_sequence_whole_and_in_order():
     rows = b["input_ids"].tolist()
     assert sorted(x for row in rows for x in row if x) == list(range(1, 13))
     assert b["n_tokens"] == 12
+
+
+def test_warmup_cosine_against_transformers_schedule():
+    """Equal to transformers' cosine schedule after the warm-up; one step ahead during it."""
+    from transformers import get_cosine_schedule_with_warmup
+
+    for warm, total in ((5, 30), (1, 10), (50, 1500)):
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+        ref = get_cosine_schedule_with_warmup(opt, warm, total).lr_lambdas[0]
+        for step in range(total):
+            got = reasoner.warmup_cosine(step, warm, total)
+            if step >= warm:
+                assert got == pytest.approx(ref(step), abs=1e-12), (warm, total, step)
+            else:
+                assert got == pytest.approx(ref(step + 1), abs=1e-12)  # starts at 1/warm, not 0
+        assert reasoner.warmup_cosine(total - 1, warm, total) > 0 >= ref(total) - 1e-12

@@ -61,3 +61,51 @@ def test_bad_config_fails_when_the_dag_is_built(tmp_path):
                           capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode != 0
     assert "num_generations" in proc.stdout + proc.stderr
+
+
+def _dry_run_jobs(smoke_run, override: Path) -> dict[str, int]:
+    """``rule -> number of jobs`` a dry run would rerun after ``override`` is merged over smoke."""
+    proc = run_snakemake(smoke_run, "results/table1.csv", extra=("-n", "--quiet", "rules"),
+                         configfiles=(REPO / "configs/smoke.yaml", override))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    jobs = {}
+    for line in (proc.stdout + proc.stderr).splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit() and parts[0] != "total":
+            jobs[parts[0]] = int(parts[1])
+    return jobs
+
+
+def test_a_selection_change_reruns_the_plans(smoke_run, tmp_path):
+    override = tmp_path / "defer.yaml"
+    override.write_text("selection:\n  pivottrace:\n    defer_fraction: 0.2\n")
+    jobs = _dry_run_jobs(smoke_run, override)
+    assert jobs.get("select", 0) >= 2, jobs  # every pivottrace plan (0.5 and auto), at least
+    assert "base_model" not in jobs and "score" not in jobs, jobs
+
+
+def test_a_runtime_change_reruns_evaluation(smoke_run, tmp_path):
+    override = tmp_path / "runtime.yaml"
+    override.write_text("runtime:\n  device: cpu\n")  # smoke leaves runtime unset
+    jobs = _dry_run_jobs(smoke_run, override)
+    assert jobs.get("evaluate", 0) >= 4 and jobs.get("train", 0) >= 3, jobs
+
+
+def test_every_file_a_rule_writes_is_declared(smoke_run):
+    """No output of the DAG is untracked (e.g. the calibration figure's PDF and CSV)."""
+    proc = run_snakemake(smoke_run, extra=("--list-untracked",))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    untracked = [ln.strip() for ln in (proc.stdout + proc.stderr).splitlines()
+                 if ln.strip().startswith(("results/", "paper_figures/"))]
+    assert untracked == []
+    assert (smoke_run / "paper_figures/calibration.pdf").is_file()
+
+
+@pytest.mark.parametrize("rule", ["record", "figures", "calibration"])
+def test_rule_shell_takes_paths_from_input_and_output(rule):
+    text = (REPO / "Snakefile").read_text(encoding="utf-8")
+    body = text.split(f"\nrule {rule}:\n", 1)[1].split("\nrule ", 1)[0]
+    shell = body.split("shell:", 1)[1].split("\n\n", 1)[0]  # the shell block ends at a blank line
+    assert "{PT}" in shell
+    for literal in ("data/", "runs/", "paper_figures", "results/"):
+        assert literal not in shell, (rule, literal)

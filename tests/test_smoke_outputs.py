@@ -69,3 +69,19 @@ def test_pseudo_label_accuracy_recomputed_from_gold(smoke_run):
     assert record["pseudo_label_accuracy"] == expected
     no_self = json.loads((smoke_run / "runs/random/0.5/0/record.json").read_text())
     assert no_self["pseudo_label_accuracy"] is None and no_self["n_pseudo_groups"] == 0
+
+
+def test_records_carry_dev_auc_route_mix_and_zero_variance_share(smoke_run):
+    for run in ("full/none/0", "random/0.5/0", "pivottrace/0.5/0", "pivottrace/auto/0"):
+        rec = json.loads((smoke_run / f"runs/{run}/record.json").read_text())
+        plan = json.loads((smoke_run / f"runs/{run}/plan.json").read_text())
+        train = json.loads((smoke_run / f"runs/{run}/train.json").read_text())
+        accs = [a for _, a in rec["dev_curve"]]
+        assert rec["dev_auc"] == sum(accs) / len(accs)
+        routes = list(plan["routes"].values())
+        assert rec["route_fractions"] == {r: routes.count(r) / len(routes)
+                                          for r in ("annotate", "self", "defer")}
+        assert rec["frac_reward_zero_std"] == train["frac_reward_zero_std"]
+        assert 0.0 <= rec["frac_reward_zero_std"] <= 1.0
+    base = json.loads((smoke_run / "runs/base/none/0/record.json").read_text())
+    assert base["route_fractions"] is None and base["dev_auc"] is None

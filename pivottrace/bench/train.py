@@ -66,7 +66,7 @@ def phases(profile: dict, wall: float) -> dict[str, float]:
         ...         "train_end_s": 14}
         >>> p = phases(prof, wall=15)
         >>> p["other scoring"], p["loss + backward"], p["other loop work"], sum(p.values())
-        (1, 3, 2, 15)
+        (1, 3, 2.0, 15.0)
     """
     s = {k: profile["seconds"].get(k, 0.0) for k in (
         "generation", "rewards", "prepare_inputs", "training_step", "optimizer",

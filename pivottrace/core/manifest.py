@@ -32,12 +32,11 @@ def read_pins(path: Path = CONSTRAINTS) -> dict[str, str]:
     """``{normalised name: version}`` of a pip constraints file (``name==version`` lines).
 
     Examples:
-        >>> import tempfile, os
-        >>> f = tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False)
-        >>> _ = f.write("# pins\nLM_Eval==0.4.13\ntorch==2.13.0\n"); f.close()
-        >>> read_pins(Path(f.name))
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "constraints.txt"
+        >>> _ = path.write_text(chr(10).join(["# pins", "LM_Eval==0.4.13", "torch==2.13.0"]))
+        >>> read_pins(path)
         {'lm-eval': '0.4.13', 'torch': '2.13.0'}
-        >>> os.unlink(f.name)
     """
     pins = {}
     for line in path.read_text(encoding="utf-8").splitlines():

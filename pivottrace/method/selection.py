@@ -97,6 +97,11 @@ POLICIES: dict[str, PolicySpec] = {
     "random": PolicySpec(baseline.random_selection, help="annotate a uniform random B fraction"),
     "entropy": PolicySpec(baseline.entropy_selection, needs_scores="mean_token_entropy",
                           help="annotate the B fraction of highest mean token entropy"),
+    "random_semi": PolicySpec(baseline.random_semi,
+                              help="annotate a uniform random B fraction, the rest on majority vote"),
+    "entropy_semi": PolicySpec(baseline.entropy_semi, needs_scores="mean_token_entropy",
+                               help="annotate the B fraction of highest entropy, the rest on "
+                                    "majority vote"),
     "full": PolicySpec(baseline.full_supervision, accepts_budget=False, fixed_budget=1.0,
                        help="annotate everything (fully supervised)"),
     "unsupervised": PolicySpec(baseline.unsupervised, accepts_budget=False,

@@ -104,7 +104,8 @@ def build_trainer(model_dir: str | Path, rows: list[dict], dev_rows: list[dict],
     holder = {"tokenizer": tokenizer, "model": model}
     trainer = GRPOTrainer(
         model=model,
-        reward_funcs=[make_gold_reward(verifier), make_majority_reward(verifier, pl_buffer),
+        reward_funcs=[make_gold_reward(verifier),
+                      make_majority_reward(verifier, pl_buffer, cfg["num_generations"]),
                       make_self_certainty_reward(holder)],
         args=args,
         train_dataset=Dataset.from_list(rows),
@@ -146,15 +147,18 @@ def export_model(trainer, out_dir: str | Path) -> None:
 
 
 def summarize(log_history: list[dict], steps: int, wall: float, resumed_from: int | None) -> dict:
-    """Steps, dev curve ``[[step, acc], ...]``, reward means, pseudo-labels and wall time."""
+    """Steps, dev curve ``[[step, acc], ...]``, reward means, the mean share of GRPO groups
+    with equal rewards (TRL's ``frac_reward_zero_std``), pseudo-labels and wall time."""
     curve = sorted({h["dev_step"]: h["dev_accuracy"] for h in log_history if "dev_step" in h}.items())
     reward_keys = sorted({k for h in log_history for k in h
                           if k.startswith("rewards/") and k.endswith("/mean")})
     rewards = {k: [h[k] for h in log_history if h.get(k) is not None] for k in reward_keys}
+    zero_std = [h["frac_reward_zero_std"] for h in log_history if "frac_reward_zero_std" in h]
     return {
         "steps": steps,
         "dev_curve": [[s, a] for s, a in curve],
         "reward_means": {k: (sum(v) / len(v) if v else None) for k, v in rewards.items()},
+        "frac_reward_zero_std": sum(zero_std) / len(zero_std) if zero_std else None,
         "train_wall_s": wall,
         "resumed": resumed_from is not None,
         "resumed_from_step": resumed_from,

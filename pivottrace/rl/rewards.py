@@ -54,7 +54,8 @@ def make_gold_reward(verifier: Verifier):
     return gold_reward
 
 
-def make_majority_reward(verifier: Verifier, log: list | None = None):
+def make_majority_reward(verifier: Verifier, log: list | None = None,
+                         group_size: int | None = None):
     """TTRL reward: 1 if a completion's answer equals its group's majority answer.
 
     Groups are the completions sharing a prompt ``id`` within one reward call
@@ -62,11 +63,20 @@ def make_majority_reward(verifier: Verifier, log: list | None = None):
     Ties are broken by the smallest answer string, so the reward is
     deterministic; a group with no parseable answer gets 0 everywhere.
 
+    Under ``accelerate launch`` each process scores only its own completions;
+    a prompt's group stays whole when every process's batch holds whole groups
+    (``per_device_train_batch_size * steps_per_generation`` divisible by
+    ``num_generations``, as :func:`pivottrace.rl.grpo.grpo_args` sets it). With
+    ``group_size`` the reward checks this and fails loudly on a split group
+    instead of voting over part of it.
+
     Args:
         verifier: extracts answers from completions.
         log: if given, one ``{id: [majority answer or None, votes, group size]}``
             dict is appended per call (the pseudo-labels; for analysis only,
-            see :class:`PseudoLabelCallback`).
+            see :class:`pivottrace.rl.callbacks.PseudoLabelCallback`).
+        group_size: ``num_generations``; a self-route prompt whose completions
+            in one call are not a multiple of it raises ``RuntimeError``.
     """
 
     def majority_reward(completions, id, regime, **_):  # noqa: A002 (TRL passes the column name)
@@ -78,6 +88,12 @@ def make_majority_reward(verifier: Verifier, log: list | None = None):
                 sizes[i] += 1
                 if a is not None:
                     groups[i][a] += 1
+        split = sorted(i for i, n in sizes.items() if group_size and n % group_size)
+        if split:
+            raise RuntimeError(
+                f"majority reward: prompt {split[0]!r} has {sizes[split[0]]} completions in this "
+                f"reward call, not a multiple of num_generations={group_size}: its group was split "
+                "(across processes?); keep every process's batch a multiple of num_generations")
         majority = {i: min(cnt.items(), key=lambda kv: (-kv[1], kv[0])) for i, cnt in groups.items()}
         if log is not None and sizes:
             log.append({i: [*majority.get(i, (None, 0)), n] for i, n in sorted(sizes.items())})

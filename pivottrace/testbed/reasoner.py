@@ -151,6 +151,24 @@ def packed_batch(encoded: list[tuple[list[int], int]], idx: list[int], pad_id: i
             "attention_mask": mask[:, None], "n_tokens": int((seg >= 0).sum())}
 
 
+def warmup_cosine(step: int, warmup: int, total: int) -> float:
+    """Learning-rate factor of step ``step``: linear warm-up to 1, then cosine decay to 0.
+
+    Hand-written rather than ``transformers.get_cosine_schedule_with_warmup``:
+    that schedule starts its warm-up at factor 0 (``step / warmup``), this one at
+    ``1 / warmup`` (``(step + 1) / warmup``), so the first step learns; after the
+    warm-up the two are equal (``tests/test_sft_packing.py``). Switching would
+    change the base model and every downstream number.
+
+    Examples:
+        >>> [round(warmup_cosine(s, 2, 6), 3) for s in range(6)]
+        [0.5, 1.0, 1.0, 0.854, 0.5, 0.146]
+    """
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+
 def sft(model, tokenizer, records: list[dict], cfg: dict, seed: int) -> dict:
     """Warm-start SFT on teacher traces, loss on completion tokens only.
 
@@ -181,12 +199,7 @@ def sft(model, tokenizer, records: list[dict], cfg: dict, seed: int) -> dict:
                             weight_decay=cfg["weight_decay"], betas=(0.9, 0.98))
     steps, warm = cfg["max_steps"], cfg["warmup_steps"]
 
-    def lr_lambda(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        return 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, steps - warm)))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: warmup_cosine(step, warm, steps))
     device = next(model.parameters()).device
     model.train()
     curve, tokens, computed, t0 = [], 0, 0, time.perf_counter()
