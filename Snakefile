@@ -16,6 +16,9 @@ min_version("9.0")
 configfile: os.path.join(workflow.basedir, "configs/default.yaml")
 
 
+report: "report/workflow.rst"  # snakemake --report results/report.html (after a run)
+
+
 validate(config, os.path.join(workflow.basedir, "pivottrace/core/schema.yaml"))
 validate_cross_fields(config, source="snakemake config")
 
@@ -83,7 +86,7 @@ rule base_report:
         model="models/base",
         pool="data/pool.jsonl",
     output:
-        "results/base_model.json",
+        report("results/base_model.json", caption="report/base_model.rst", category="Testbed"),
     params:
         h=section_hash("base_report", "seed", "runtime"),
     threads: workflow.cores
@@ -100,7 +103,7 @@ rule tune_pivots:
         model="models/base",
         dev="data/dev.jsonl",
     output:
-        sweep="results/pivot_tuning.csv",
+        sweep=report("results/pivot_tuning.csv", caption="report/tuning.rst", category="Calibration"),
         choice="results/pivot_choice.json",
     params:
         h=section_hash("scoring", "pivot_tuning", "task", "runtime"),
@@ -157,11 +160,13 @@ rule calibration:
         scores="results/scores/pool_scores.csv",
         oracle="results/scores/pool_oracle.csv",
     output:
-        csv="results/calibration.csv",
+        csv=report("results/calibration.csv", caption="report/calibration.rst", category="Calibration"),
         bins="results/calibration_bins.csv",
-        fig=multiext("paper_figures/calibration", ".png", ".pdf", ".csv"),
+        png=report("paper_figures/calibration.png", caption="report/calibration.rst",
+                   category="Calibration"),
+        fig=multiext("paper_figures/calibration", ".pdf", ".csv"),
     params:
-        stem=lambda w, output: output.fig[0].removesuffix(".png"),
+        stem=lambda w, output: output.png.removesuffix(".png"),
     log:
         "logs/calibration.log",
     benchmark:
@@ -176,11 +181,14 @@ rule alignment:
         traces="results/scores/pool_traces.jsonl",
         pool="data/pool.jsonl",
     output:
-        csv="results/pivot_alignment.csv",
-        fig=multiext("paper_figures/pivot_alignment", ".png", ".pdf", ".csv"),
+        csv=report("results/pivot_alignment.csv", caption="report/alignment.rst",
+                   category="Pivot alignment"),
+        png=report("paper_figures/pivot_alignment.png", caption="report/alignment.rst",
+                   category="Pivot alignment"),
+        fig=multiext("paper_figures/pivot_alignment", ".pdf", ".csv"),
     params:
         h=section_hash("task"),
-        stem=lambda w, output: output.fig[0].removesuffix(".png"),
+        stem=lambda w, output: output.png.removesuffix(".png"),
     log:
         "logs/alignment.log",
     benchmark:
@@ -294,7 +302,9 @@ rule figures:
         traces="results/scores/pool_traces.jsonl",
         model="models/base",
     output:
-        expand("paper_figures/{fig}.{ext}", fig=FIGURES, ext=["png", "pdf", "csv"]),
+        [report(f"paper_figures/{fig}.png", caption="report/figure.rst", category="Figures")
+         for fig in FIGURES],
+        expand("paper_figures/{fig}.{ext}", fig=FIGURES, ext=["pdf", "csv"]),
     params:
         out_dir=lambda w, output: os.path.dirname(output[0]),
     log:
@@ -317,7 +327,7 @@ rule table:
         base_report="results/base_model.json",
         tuning="results/pivot_tuning.csv" if TUNED else [],
     output:
-        csv="results/table1.csv",
+        csv=report("results/table1.csv", caption="report/table.rst", category="Main table"),
         md="results/table1.md",
     log:
         "logs/table.log",

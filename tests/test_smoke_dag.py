@@ -109,3 +109,14 @@ def test_rule_shell_takes_paths_from_input_and_output(rule):
     assert "{PT}" in shell
     for literal in ("data/", "runs/", "paper_figures", "results/"):
         assert literal not in shell, (rule, literal)
+
+
+def test_report_holds_table_calibration_alignment_and_figures(smoke_run, tmp_path):
+    out = tmp_path / "report.html"
+    proc = run_snakemake(smoke_run, extra=("--report", str(out)))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    html = out.read_text(encoding="utf-8", errors="replace")
+    for name in ("table1.csv", "calibration.csv", "calibration.png", "pivot_alignment.csv",
+                 "efficiency.png", "convergence.png", "triage_map.png", "trace_pivots.png",
+                 "base_model.json", "pivot_tuning.csv"):
+        assert name in html, name
