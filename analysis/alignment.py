@@ -172,12 +172,20 @@ def write_alignment(traces_jsonl, pool_jsonl, modulus: int | None, task_name: st
         w = t["completion"].split()
         return w if modchain and len(w) in (t["n_tokens"], t["n_tokens"] - 1) else None
 
-    targets = {
-        "reflection": lambda t: None if words(t) is None else reflection_positions(words(t), vocab),
-        "first_error": lambda t: (None if words(t) is None or modulus is None
-                                  else modchain_first_error(prompts[t["id"]], words(t), modulus)),
-        "step_result": lambda t: None if words(t) is None else modchain_step_results(words(t)),
-    }
+    def targets_of(t) -> dict[str, list[int] | None]:
+        w = words(t)
+        if w is None:
+            return dict.fromkeys(("reflection", "first_error", "step_result"))
+        return {"reflection": reflection_positions(w, vocab),
+                "first_error": (None if modulus is None
+                                else modchain_first_error(prompts[t["id"]], w, modulus)),
+                "step_result": modchain_step_results(w)}
+
+    found = [targets_of(t) for t in traces]  # once per trace, shared by every tolerance
+    for t, f in zip(traces, found):
+        t["_targets"] = f
+    targets = {name: (lambda t, name=name: t["_targets"][name])
+               for name in ("reflection", "first_error", "step_result")}
     df = pd.concat([alignment(traces, targets, tol) for tol in tolerances], ignore_index=True)
     with atomic_write(Path(out_csv)) as fh:
         df.to_csv(fh, index=False, lineterminator="\n")

@@ -1,8 +1,8 @@
 """The pivot pipeline: attention dynamics -> pivots -> pivot density -> prompt uncertainty.
 
 Pure numpy/scipy, and the only implementation of these steps: pool scoring
-(:mod:`pivottrace.method.scoring`), the dev sweep (:mod:`pivottrace.method.tuning`),
-the trace figure and the tests all call it. The input ``stats`` of one trace
+(:mod:`pivottrace.method.scoring`), the dev sweep (:mod:`pivottrace.method.tuning`)
+and the tests call it (the trace figure draws the pivots scoring stored). The input ``stats`` of one trace
 is what :mod:`pivottrace.method.trace` returns per sequence: a mapping with
 ``lookback``, ``shift`` and ``entropy`` arrays of shape (n_tokens, n_layers)
 and optionally ``layers`` (the model layer index of each column).

@@ -73,9 +73,8 @@ from pivottrace.method.estimators import (
 )
 from pivottrace.method.pivots import (
     dynamics_score,
+    find_pivots,
     pivot_density,
-    pivot_z,
-    pivots_from_z,
     prompt_uncertainty,
 )
 from pivottrace.sampling import decode, sample_batches
@@ -165,8 +164,8 @@ def score_traces(model, tokenizer, pool: UnlabeledPool, cfg: Mapping[str, Any] |
             n, st = len(token_ids), batch.stats[row]
             completion = decode(tokenizer, token_ids)
             score = dynamics_score(st, score=sc["score"])
-            piv = pivots_from_z(pivot_z(score, min_tokens=sc["min_tokens"]), tau=sc["tau"],
-                                window=sc["window"])
+            piv = find_pivots(score, tau=sc["tau"], window=sc["window"],
+                              min_tokens=sc["min_tokens"])
             rec = {
                 "id": ids[i], "k": j, "completion": completion,
                 "answer": verifier.extract(completion), "token_ids": token_ids, "n_tokens": n,
