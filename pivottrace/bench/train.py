@@ -101,14 +101,13 @@ def _prepare(c: BenchTrainConfig, cfg: dict, root: Path) -> dict[str, Path]:
     data = root / "data"
     data.mkdir(parents=True)
     pool_rows = read_jsonl(c.data / "pool.jsonl", required={"id": str})[: c.rows]
-    ids = {r["id"] for r in pool_rows}
     write_jsonl(data / "pool.jsonl", pool_rows)
     for name in ("dev", "test", "test_hard"):
         write_jsonl(data / f"{name}.jsonl", read_jsonl(c.data / f"{name}.jsonl"))
     pool = load_pool(data / "pool.jsonl")
     oracle = AnnotationOracle(c.data / "pool_gold.jsonl", max_queries=len(pool))
     gold = oracle.annotate(pool.ids)
-    write_jsonl(data / "pool_gold.jsonl", [{"id": i, "answer": gold[i]} for i in pool.ids if i in ids])
+    write_jsonl(data / "pool_gold.jsonl", [{"id": i, "answer": gold[i]} for i in pool.ids])
     plan = select("full", pool, seed=c.seed)
     write_plan(plan, root / "plan.json")
     write_jsonl(root / "rows.jsonl", training_rows(plan.to_dict(), pool, gold))
