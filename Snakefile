@@ -86,16 +86,21 @@ rule base_report:
         model="models/base",
         pool="data/pool.jsonl",
     output:
-        report("results/base_model.json", caption="report/base_model.rst", category="Testbed"),
+        json=report("results/base_model.json", caption="report/base_model.rst", category="Testbed"),
+        png=report("paper_figures/base_pass_rates.png", caption="report/base_model.rst",
+                   category="Testbed"),
+        fig=multiext("paper_figures/base_pass_rates", ".pdf", ".csv"),
     params:
         h=section_hash("base_report", "seed", "runtime"),
+        stem=lambda w, output: output.png.removesuffix(".png"),
     threads: workflow.cores
     log:
         "logs/base_report.log",
     benchmark:
         "benchmarks/base_report.tsv"
     shell:
-        "PIVOTTRACE_THREADS={threads} {PT} base-report --model {input.model} --data data --out {output} > {log} 2>&1"
+        "PIVOTTRACE_THREADS={threads} {PT} base-report --model {input.model} --data data "
+        "--out {output.json} --figure {params.stem} > {log} 2>&1"
 
 
 rule tune_pivots:
@@ -329,9 +334,11 @@ rule table:
     output:
         csv=report("results/table1.csv", caption="report/table.rst", category="Main table"),
         md="results/table1.md",
+        controls=report("results/controls.csv", caption="report/controls.rst", category="Controls"),
     log:
         "logs/table.log",
     benchmark:
         "benchmarks/table.tsv"
     shell:
-        "{PT} table --records {input.records} --out-csv {output.csv} --out-md {output.md} > {log} 2>&1"
+        "{PT} table --records {input.records} --out-csv {output.csv} --out-md {output.md} "
+        "--controls {output.controls} > {log} 2>&1"

@@ -165,7 +165,7 @@ def write_alignment(traces_jsonl, pool_jsonl, modulus: int | None, task_name: st
                                                 "pivots": list, "n_tokens": int},
                         unique=("id", "k"))
     prompts = {r["id"]: r["prompt"] for r in read_jsonl(pool_jsonl, required={"id": str, "prompt": str})}
-    modchain = task_name == "modchain"
+    modchain = task_name in ("modchain", "skillchain")  # word-level traces, one reflection word
     vocab = {REFLECT} if modchain else set(REFLECTION_WORDS)
 
     def words(t):  # word-level tokens: the i-th word is the i-th generated token (EOS last)

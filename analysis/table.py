@@ -22,10 +22,13 @@ from pivottrace.core.io import atomic_write, read_json
 
 RECORD_FIELDS = ("method", "budget", "seed", "annotated_fraction", "test_accuracy",
                  "test_hard_accuracy", "steps", "train_wall_s", "uses_labels", "dev_curve",
-                 "pseudo_label_accuracy")
+                 "pseudo_label_accuracy", "dev_auc", "frac_reward_zero_std")
+OPTIONAL_FIELDS = ("pseudo_label_accuracy", "dev_auc", "frac_reward_zero_std")
+"""Fields older records (or the untrained base row) may lack; NaN in the table."""
 
 COLUMNS = ["method", "budget", "annotated_fraction", "test_accuracy", "test_accuracy_ci95",
-           "test_hard_accuracy", "test_hard_accuracy_ci95", "final_dev_accuracy",
+           "test_hard_accuracy", "test_hard_accuracy_ci95", "dev_auc", "dev_auc_ci95",
+           "frac_reward_zero_std", "final_dev_accuracy",
            "steps_to_target", "speedup", "n_reached", "steps_to_95", "speedup_95", "n_reached_95",
            "train_wall_s", "pseudo_label_accuracy", "n_seeds", "steps", "uses_labels"]
 """Columns of ``table1.csv``. ``steps_to_target`` and ``speedup`` are means over
@@ -56,13 +59,13 @@ def load_records(paths: list[Path]) -> pd.DataFrame:
     rows = []
     for p in paths:
         r = read_json(p)
-        missing = [k for k in RECORD_FIELDS if k not in r and k != "pseudo_label_accuracy"]
+        missing = [k for k in RECORD_FIELDS if k not in r and k not in OPTIONAL_FIELDS]
         if missing:
             raise ValueError(f"{p}: run record lacks field(s) {missing}")
         row = {k: r.get(k) for k in RECORD_FIELDS}
         row["budget"] = "none" if row["budget"] is None else str(row["budget"])
-        row["pseudo_label_accuracy"] = (math.nan if row["pseudo_label_accuracy"] is None
-                                        else row["pseudo_label_accuracy"])
+        for k in OPTIONAL_FIELDS:
+            row[k] = math.nan if row[k] is None else row[k]
         rows.append(row)
     return pd.DataFrame(rows, columns=list(RECORD_FIELDS))
 
@@ -81,6 +84,9 @@ def aggregate(df: pd.DataFrame) -> pd.DataFrame:
                 test_accuracy_ci95=("test_accuracy", ci95),
                 test_hard_accuracy=("test_hard_accuracy", "mean"),
                 test_hard_accuracy_ci95=("test_hard_accuracy", ci95),
+                dev_auc=("dev_auc", _mean_reached),
+                dev_auc_ci95=("dev_auc", ci95),
+                frac_reward_zero_std=("frac_reward_zero_std", _mean_reached),
                 final_dev_accuracy=("final_dev_accuracy", "mean"),
                 steps_to_target=("steps_to_target", _mean_reached),
                 speedup=("speedup", _mean_reached),
@@ -104,21 +110,26 @@ def to_markdown(table: pd.DataFrame) -> str:
     def pm(mean, half):
         return _fmt(mean) if math.isnan(half) else f"{mean:.3f} ± {half:.3f}"
 
-    lines = ["| method | budget | annotated | test acc (95% CI) | test-hard acc (95% CI) | final dev | "
+    lines = ["| method | budget | annotated | test acc (95% CI) | test-hard acc (95% CI) | "
+             "dev AUC (95% CI) | equal-reward groups | final dev | "
              "steps to target | speedup vs full | reached | steps to 95% | speedup (95%) | reached (95%) "
              "| pseudo-label acc | seeds | train s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in table.itertuples():
         name = r.method + (" (reads labels)" if r.uses_labels else "")
         lines.append(f"| {name} | {r.budget} | {r.annotated_fraction:.3f} | "
                      f"{pm(r.test_accuracy, r.test_accuracy_ci95)} | "
                      f"{pm(r.test_hard_accuracy, r.test_hard_accuracy_ci95)} | "
+                     f"{pm(r.dev_auc, r.dev_auc_ci95)} | {_fmt(r.frac_reward_zero_std)} | "
                      f"{_fmt(r.final_dev_accuracy)} | {_fmt(r.steps_to_target, '.1f')} | "
                      f"{_fmt(r.speedup, '.2f')} | {r.n_reached}/{r.n_seeds} | "
                      f"{_fmt(r.steps_to_95, '.1f')} | {_fmt(r.speedup_95, '.2f')} | "
                      f"{r.n_reached_95}/{r.n_seeds} | "
                      f"{_fmt(r.pseudo_label_accuracy)} | {r.n_seeds} | {r.train_wall_s:.0f} |")
-    notes = ["", "Steps to target: first logged step at which greedy dev accuracy reaches the final "
+    notes = ["", "Dev AUC: mean greedy dev accuracy over a run's evaluations (step 0 included). "
+             "Equal-reward groups: share of sampled GRPO groups whose rewards were all equal "
+             "(compute that taught nothing). "
+             "Steps to target: first logged step at which greedy dev accuracy reaches the final "
              "dev accuracy of full supervision with the same seed (mean over the seeds that "
              "reached it); speedup = full supervision's steps to target / the method's. The "
              "95% columns: the same with 95% of that target (robust when full supervision "
@@ -128,12 +139,24 @@ def to_markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines + notes) + "\n"
 
 
-def write_table(records: list[Path], out_csv: Path, out_md: Path) -> pd.DataFrame:
-    """Aggregate run records and write the CSV and Markdown tables atomically."""
-    table = aggregate(load_records(records))
+def write_table(records: list[Path], out_csv: Path, out_md: Path,
+                controls_csv: Path | None = None) -> pd.DataFrame:
+    """Aggregate run records and write the CSV and Markdown tables atomically.
+
+    With ``controls_csv`` the controls (:mod:`analysis.controls`) are computed from
+    the same records, written there, and listed first in the Markdown table.
+    """
+    from analysis.controls import to_markdown as controls_markdown
+    from analysis.controls import write_controls
+
+    df = load_records(records)
+    head = ""
+    if controls_csv is not None:
+        head = controls_markdown(write_controls(df, controls_csv)) + "\n## Main table\n\n"
+    table = aggregate(df)
     with atomic_write(out_csv) as fh:
         table.replace([np.inf, -np.inf], np.nan).to_csv(fh, index=False, float_format="%.6g",
                                                         lineterminator="\n")
     with atomic_write(out_md) as fh:
-        fh.write(to_markdown(table))
+        fh.write(head + to_markdown(table))
     return table

@@ -28,17 +28,24 @@ def _top_scores(pool: UnlabeledPool, budget: float, scores, column: str
     return routes, meta
 
 
-def random_selection(pool: UnlabeledPool, budget: float, seed: int, scores=None) -> Plan:
+def random_selection(pool: UnlabeledPool, budget: float, seed: int, scores=None,
+                     stream: int = 0) -> Plan:
     """Annotate ``round(B * N)`` prompts drawn uniformly without replacement; defer the rest.
 
-    The draw is ``numpy.random.default_rng(seed).choice`` over pool (file) order.
+    The draw is ``numpy.random.default_rng(seed).choice`` over pool (file) order;
+    ``stream`` > 0 draws from ``default_rng([seed, stream])`` instead, another
+    selection at the same training seed (the A/A control's second arm).
     """
+    if isinstance(stream, bool) or not isinstance(stream, int) or stream < 0:
+        raise ValueError(f"stream must be an int >= 0, got {stream!r}")
     n = n_to_annotate(budget, len(pool))
-    chosen = np.random.default_rng(seed).choice(len(pool), size=n, replace=False)
+    rng = np.random.default_rng([seed, stream] if stream else seed)
+    chosen = rng.choice(len(pool), size=n, replace=False)
     routes = dict.fromkeys(pool.ids, "defer")
     for k in sorted(chosen.tolist()):
         routes[pool.ids[k]] = "annotate"
-    return Plan("random", budget, seed, False, "majority", routes, {"n_annotate": n})
+    meta = {"n_annotate": n, **({"stream": stream} if stream else {})}
+    return Plan("random", budget, seed, False, "majority", routes, meta)
 
 
 def entropy_selection(pool: UnlabeledPool, budget: float, seed: int, scores=None) -> Plan:

@@ -44,7 +44,8 @@ def cmd_base_report(a, cfg):
     from pivottrace.labeled.base_report import base_report
 
     _threads()
-    base_report(cfg, Path(a.model), Path(a.data), Path(a.out))
+    base_report(cfg, Path(a.model), Path(a.data), Path(a.out),
+                Path(a.figure) if a.figure else None)
 
 
 def cmd_select(a, cfg):
@@ -129,7 +130,8 @@ def cmd_figures(a, cfg):
 def cmd_table(a, cfg):
     from analysis.table import write_table
 
-    write_table([Path(p) for p in a.records], Path(a.out_csv), Path(a.out_md))
+    write_table([Path(p) for p in a.records], Path(a.out_csv), Path(a.out_md),
+                Path(a.controls) if a.controls else None)
 
 
 def cmd_bench_trace(a, cfg):
@@ -190,10 +192,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.set_defaults(fn=cmd_build_base)
 
-    s = sub.add_parser("base-report", help="sampled pool accuracy/reflection of the base model")
+    s = sub.add_parser("base-report", help="pool statistics of the base model (pass-rate "
+                       "distribution, wrong majorities, reflection); READS LABELS")
     s.add_argument("--model", required=True)
     s.add_argument("--data", required=True)
     s.add_argument("--out", required=True)
+    s.add_argument("--figure", help="stem of the pass-rate histogram (.png/.pdf/.csv)")
     s.set_defaults(fn=cmd_base_report)
 
     s = sub.add_parser("select", help="write a selection plan (id -> annotate/self/defer)")
@@ -283,6 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--records", nargs="+", required=True)
     s.add_argument("--out-csv", required=True)
     s.add_argument("--out-md", required=True)
+    s.add_argument("--controls", help="also evaluate the testbed controls into this CSV "
+                   "(analysis/controls.py) and list them first in the Markdown table")
     s.set_defaults(fn=cmd_table)
 
     s = sub.add_parser("bench-trace", help="time/memory of plain vs streaming-traced vs eager "

@@ -234,12 +234,31 @@ def test_config_key_of_the_wrong_type(tmp_path):
 
 
 def test_config_test_hard_not_harder_than_pool(tmp_path):
+    """v2 (skillchain): test_hard needs more hard steps on average than the pool."""
+    cfg = config_file(tmp_path, {"task": {"splits": {"test_hard": {
+        "n": 8, "min_steps": 3, "max_steps": 4, "hard_weights": [0.4, 0.3, 0.2, 0.1]}}}})
+    with pytest.raises(ConfigError) as e:
+        load_config(SMOKE, cfg)
+    assert "key 'task.splits.test_hard.hard_weights': test_hard must have more hard steps" in str(e.value)
+    assert str(cfg) in str(e.value)
+
+
+def test_config_v1_test_hard_not_longer_than_pool(tmp_path):
+    """v1 (modchain): test_hard must be longer than every pool chain."""
+    v1 = REPO / "configs" / "modchain_v1.yaml"
     cfg = config_file(tmp_path, {"task": {"splits": {"test_hard": {"n": 8, "min_steps": 3,
                                                                    "max_steps": 4}}}})
     with pytest.raises(ConfigError) as e:
-        load_config(SMOKE, cfg)
+        load_config(v1, cfg)
     assert "key 'task.splits.test_hard.min_steps': test_hard must be harder than the pool" in str(e.value)
-    assert str(cfg) in str(e.value)
+
+
+def test_config_skillchain_strata_must_fit_the_chains(tmp_path):
+    cfg = config_file(tmp_path, {"task": {"splits": {"pool": {
+        "n": 8, "min_steps": 2, "max_steps": 3, "hard_weights": [0.5, 0, 0, 0, 0.5]}}}})
+    with pytest.raises(ConfigError, match=r"key 'task.splits.pool.hard_weights': needs a positive sum "
+                                          r"and no weight above max_steps=3"):
+        load_config(SMOKE, cfg)
 
 
 # --- data directory checks (before training) -------------------------------------------------
@@ -250,7 +269,7 @@ def test_dev_test_overlap_with_the_pool(data):
     test[4]["prompt"] = pool[7]["prompt"]
     jsonl(data / "test.jsonl", test)
     with pytest.raises(DataError) as e:
-        validate_data_dir(data, {"verifier": "modchain", "modulus": 10})
+        validate_data_dir(data, load_config(SMOKE)["task"])
     assert str(e.value) == (f"{data / 'test.jsonl'}: row 5: field 'prompt' also in the pool "
                             f"({data / 'pool.jsonl'}, id {pool[7]['id']!r}): splits overlap")
 
@@ -261,16 +280,19 @@ def test_dev_overlapping_test(data):
     test[2]["prompt"] = dev[1]["prompt"]
     jsonl(data / "test.jsonl", test)
     with pytest.raises(DataError, match=r"test\.jsonl: row 3: field 'prompt' also in .*dev\.jsonl"):
-        validate_data_dir(data, {"verifier": "modchain", "modulus": 10})
+        validate_data_dir(data, load_config(SMOKE)["task"])
 
 
 def test_test_hard_not_harder_than_the_pool(data):
     hardest = max(r["difficulty"] for r in rows_of(data / "pool.jsonl"))
     hard = rows_of(data / "test_hard.jsonl")
+    for r in hard:
+        r["difficulty"] = hardest + 1
     hard[1]["difficulty"] = hardest
     jsonl(data / "test_hard.jsonl", hard)
+    v1 = {**load_config(SMOKE)["task"], "name": "modchain"}  # v1 checks length; skillchain: config
     with pytest.raises(DataError) as e:
-        validate_data_dir(data, {"verifier": "modchain", "modulus": 10})
+        validate_data_dir(data, v1)
     assert str(e.value).startswith(f"{data / 'test_hard.jsonl'}: row 2: field 'difficulty': "
                                    f"{hardest} is not harder than the pool")
 

@@ -8,15 +8,17 @@ from pivottrace.method.selection import resolve_method
 from pivottrace.workflow import grid_runs, scores_input
 
 
-def test_default_grid_has_three_seeds_at_the_headline_budget():
+def test_default_grid_covers_every_control_at_five_seeds():
+    from analysis.controls import MIN_SEEDS, control_runs
+
     cfg = load_config()
     runs = grid_runs(cfg)
     assert runs[0] == ("base", "none", 0) and len(runs) == len(set(runs))
-    for method, budget in [("full", "none"), ("random", "0.3"), ("entropy", "0.3"),
-                           ("unsupervised", "none"), ("oracle_learnability", "0.3"),
-                           ("pivottrace", "0.3"), ("pivottrace", "auto")]:
+    for method, budget in control_runs() + [("pivottrace", "0.1"), ("pivottrace", "0.3")]:
+        seeds = {s for m, b, s in runs if (m, b) == (method, budget)}
+        assert len(seeds) >= MIN_SEEDS and seeds == {0, 1, 2, 3, 4}, (method, budget)
+    for method, budget in [("entropy", "0.3"), ("pivottrace", "auto")]:
         assert {s for m, b, s in runs if (m, b) == (method, budget)} == {0, 1, 2}, method
-    assert ("pivottrace_two_way", "0.3", 0) in runs and ("random", "0.1", 0) in runs
     assert ("random", "auto", 0) not in runs  # auto only where supported
 
 
@@ -24,6 +26,7 @@ def test_variant_resolves_to_its_policy_with_params():
     cfg = load_config()
     assert resolve_method(cfg, "pivottrace_two_way") == (
         "pivottrace", {**cfg["selection"]["pivottrace"], "mode": "two_way"})
+    assert resolve_method(cfg, "random_alt") == ("random", {"stream": 1})
     assert scores_input("pivottrace_two_way", cfg) == ["results/scores/pool_scores.csv"]
     assert scores_input("oracle_learnability", cfg) == ["results/scores/pool_oracle.csv"]
     with pytest.raises(ValueError, match="unknown method 'nope'.*variants"):

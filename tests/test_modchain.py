@@ -55,8 +55,11 @@ def test_extract_answer_edge_cases():
     assert not mc.verify("no answer", "3")
 
 
-def test_make_data_splits_are_disjoint_and_pool_has_no_answers(tmp_path):
-    cfg = load_config("configs/smoke.yaml")
+@pytest.mark.parametrize("config", ["configs/smoke.yaml", "configs/modchain_v1.yaml"], ids=["v2", "v1"])
+def test_make_data_splits_are_disjoint_and_pool_has_no_answers(tmp_path, config):
+    cfg = load_config(config)
+    for s in cfg["task"]["splits"].values():
+        s["n"] = min(s["n"], 64)
     counts = make_modchain(cfg["task"], tmp_path)
     assert counts["pool"] == cfg["task"]["splits"]["pool"]["n"]
     pool = read_jsonl(tmp_path / "pool.jsonl", required={"id": str, "prompt": str, "difficulty": int},
@@ -65,7 +68,15 @@ def test_make_data_splits_are_disjoint_and_pool_has_no_answers(tmp_path):
     assert [r["id"] for r in pool] == [r["id"] for r in gold]
     check_disjoint(tmp_path / "pool.jsonl", *(tmp_path / f"{s}.jsonl" for s in ("dev", "test", "test_hard")))
     hard = read_jsonl(tmp_path / "test_hard.jsonl", required={"difficulty": int})
-    assert min(r["difficulty"] for r in hard) > max(r["difficulty"] for r in pool)
+    if cfg["task"]["name"] == "modchain":  # v1: longer chains
+        assert min(r["difficulty"] for r in hard) > max(r["difficulty"] for r in pool)
+    else:  # v2: more hard steps at pool lengths
+        from pivottrace.testbed.skills import hard_steps
+
+        def n_hard(rows):
+            return [hard_steps(mc.parse_prompt(r["prompt"], cfg["task"]["modulus"])) for r in rows]
+
+        assert sum(n_hard(hard)) / len(hard) > sum(n_hard(pool)) / len(pool)
     first = (tmp_path / "pool.jsonl").read_bytes()
     make_modchain(cfg["task"], tmp_path / "again")
     assert (tmp_path / "again" / "pool.jsonl").read_bytes() == first

@@ -95,7 +95,12 @@ def _check_cross_fields(c: dict, source: str) -> None:
     for name, s in splits.items():
         if s["min_steps"] > s["max_steps"]:
             raise ConfigError(f"{source}: key 'task.splits.{name}': min_steps > max_steps")
-    if splits["test_hard"]["min_steps"] <= splits["pool"]["max_steps"]:
+    task = c["task"]
+    if task["name"] == "skillchain":
+        _check_skillchain(task, source)
+    elif task["name"] == "modchain" and not {"p_slip_hard", "p_reflect"} <= set(task["teacher"]):
+        raise ConfigError(f"{source}: key 'task.teacher': modchain needs p_slip_hard and p_reflect")
+    elif task["name"] == "modchain" and splits["test_hard"]["min_steps"] <= splits["pool"]["max_steps"]:
         raise ConfigError(
             f"{source}: key 'task.splits.test_hard.min_steps': test_hard must be harder than the "
             f"pool (min_steps {splits['test_hard']['min_steps']} <= pool max_steps "
@@ -110,6 +115,26 @@ def _check_cross_fields(c: dict, source: str) -> None:
                           f"model.num_layers={m['num_layers']}")
     if m["hidden_size"] % m["num_heads"]:
         raise ConfigError(f"{source}: key 'model.num_heads': must divide hidden_size {m['hidden_size']}")
+
+
+def _mean_hard(split: dict) -> float | None:
+    w = split.get("hard_weights")
+    return None if not w or sum(w) <= 0 else sum(h * x for h, x in enumerate(w)) / sum(w)
+
+
+def _check_skillchain(task: dict, source: str) -> None:
+    """Testbed v2: a teacher with skills, strata that fit the chains, a harder test_hard."""
+    if not task["teacher"].get("skills"):
+        raise ConfigError(f"{source}: key 'task.teacher.skills': required when task.name is 'skillchain'")
+    for name, s in task["splits"].items():
+        w = s.get("hard_weights")
+        if w is not None and (sum(w) <= 0 or any(x > 0 for x in w[s["max_steps"] + 1:])):
+            raise ConfigError(f"{source}: key 'task.splits.{name}.hard_weights': needs a positive sum "
+                              f"and no weight above max_steps={s['max_steps']} hard steps")
+    hard, pool = _mean_hard(task["splits"]["test_hard"]), _mean_hard(task["splits"]["pool"])
+    if hard is None or pool is None or hard <= pool:
+        raise ConfigError(f"{source}: key 'task.splits.test_hard.hard_weights': test_hard must have more "
+                          f"hard steps on average than the pool ({hard} <= {pool})")
 
 
 def load_config(*paths: str | Path, defaults: Path | None = DEFAULT_CONFIG) -> dict:

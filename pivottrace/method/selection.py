@@ -94,7 +94,8 @@ class PolicySpec:
 _TRIAGE_PARAMS = ("score_column", "defer_fraction", "mode", "auto_method", "self_reward")
 
 POLICIES: dict[str, PolicySpec] = {
-    "random": PolicySpec(baseline.random_selection, help="annotate a uniform random B fraction"),
+    "random": PolicySpec(baseline.random_selection, params=("stream",),
+                         help="annotate a uniform random B fraction"),
     "entropy": PolicySpec(baseline.entropy_selection, needs_scores="mean_token_entropy",
                           help="annotate the B fraction of highest mean token entropy"),
     "random_semi": PolicySpec(baseline.random_semi,
@@ -127,6 +128,7 @@ POLICIES: dict[str, PolicySpec] = {
 
 _PARAM_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "score_column": (lambda v: isinstance(v, str) and bool(v), "a column name"),
+    "stream": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "an int >= 0"),
     "defer_fraction": (is_defer_fraction, "a number in [0, 1)"),
     "mode": (lambda v: v in MODES, f"one of {list(MODES)}"),
     "auto_method": (lambda v: v in AUTO_METHODS, f"one of {list(AUTO_METHODS)}"),

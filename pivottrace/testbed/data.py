@@ -1,4 +1,4 @@
-"""The testbed's task data: disjoint modchain splits and noisy-teacher SFT traces."""
+"""The testbed's task data: disjoint modchain/skillchain splits and noisy-teacher SFT traces."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pivottrace.core.io import write_jsonl
 from pivottrace.testbed import modchain as mc
+from pivottrace.testbed import skills
 
 SPLIT_ORDER = ("test", "test_hard", "dev", "pool")
 """Evaluation splits are drawn first, so the pool can never contain them."""
@@ -15,23 +16,41 @@ SPLIT_ORDER = ("test", "test_hard", "dev", "pool")
 def make_modchain(task: dict, out_dir: Path) -> dict[str, int]:
     """Generate disjoint splits and teacher traces; write the data files.
 
+    Task ``modchain`` (v1) uses the single-slip teacher of :mod:`~pivottrace.testbed.modchain`;
+    ``skillchain`` (v2) the per-skill teacher and stratified splits of
+    :mod:`~pivottrace.testbed.skills`.
+
     Evaluation splits are drawn first so the pool can never contain them;
     SFT traces avoid every evaluation and pool prompt but may repeat among
     themselves. Returns the number of rows per file.
     """
     rng = random.Random(task["seed"])
     ops = tuple(task["ops"])
+    v2 = task["name"] == "skillchain"
+    if v2:
+        teacher = skills.SkillTeacher.from_config(task["teacher"])
+        hard_ops = tuple(task.get("hard_ops") or ("-", "*"))
+
+        def trace(p):
+            return skills.teacher_trace_v2(p, rng, teacher)
+    else:
+        noise = mc.TeacherNoise(**{k: task["teacher"][k] for k in
+                                   ("p_slip_hard", "p_slip_easy", "p_reflect", "p_recheck")})
+
+        def trace(p):
+            return mc.teacher_trace(p, rng, noise)
+
+    def draw(s, exclude, unique=True):
+        if v2 and s.get("hard_weights"):
+            return skills.generate_stratified(rng, s["n"], s["min_steps"], s["max_steps"],
+                                              task["modulus"], ops, hard_ops, s["hard_weights"],
+                                              exclude, unique=unique)
+        return mc.generate_split(rng, s["n"], s["min_steps"], s["max_steps"], task["modulus"], ops,
+                                 exclude, unique=unique)
+
     taken: set[str] = set()
-    problems = {}
-    for name in SPLIT_ORDER:
-        s = task["splits"][name]
-        problems[name] = mc.generate_split(
-            rng, s["n"], s["min_steps"], s["max_steps"], task["modulus"], ops, taken
-        )
-    s = task["splits"]["sft"]
-    sft = mc.generate_split(rng, s["n"], s["min_steps"], s["max_steps"], task["modulus"], ops,
-                            set(taken), unique=False)
-    noise = mc.TeacherNoise(**task["teacher"])
+    problems = {name: draw(task["splits"][name], taken) for name in SPLIT_ORDER}
+    sft = draw(task["splits"]["sft"], set(taken), unique=False)
 
     def rows(name):
         return [{"id": f"{name}-{i:05d}", "prompt": p.prompt, "answer": p.answer,
@@ -47,7 +66,7 @@ def make_modchain(task: dict, out_dir: Path) -> dict[str, int]:
         write_jsonl(out_dir / f"{name}.jsonl", rows(name))
         counts[name] = len(problems[name])
     write_jsonl(out_dir / "sft.jsonl", [
-        {"id": f"sft-{i:06d}", "prompt": p.prompt, "completion": mc.teacher_trace(p, rng, noise),
+        {"id": f"sft-{i:06d}", "prompt": p.prompt, "completion": trace(p),
          "answer": p.answer, "difficulty": p.difficulty} for i, p in enumerate(sft)])
     counts["sft"] = len(sft)
     return counts

@@ -93,6 +93,32 @@ def make_problem(rng: random.Random, n_steps: int, modulus: int, ops: tuple[str,
     return Problem(start, tuple(steps), modulus, str(value))
 
 
+_STEP_RE = re.compile(r"^([a-z]) = ([a-z]) ([-+*]) (\d+)$")
+
+
+def parse_prompt(prompt: str, modulus: int) -> Problem:
+    """The problem a prompt states (the inverse of :attr:`Problem.prompt`).
+
+    >>> p = make_problem(random.Random(3), 3, modulus=10, ops=("+", "-", "*"))
+    >>> parse_prompt(p.prompt, 10) == p and parse_prompt(p.prompt, 10).answer == p.answer
+    True
+    """
+    parts = [x.strip() for x in prompt.split(",")]
+    head = re.fullmatch(r"a = (\d+)", parts[0]) if parts else None
+    if head is None or len(parts) < 3 or not parts[-1].endswith("?"):
+        raise ValueError(f"not a modchain prompt: {prompt!r}")
+    steps, value = [], int(head.group(1))
+    start = value
+    for part in parts[1:-1]:
+        m = _STEP_RE.match(part)
+        if m is None:
+            raise ValueError(f"not a modchain step: {part!r} in {prompt!r}")
+        step = Step(m.group(1), m.group(2), m.group(3), int(m.group(4)))
+        steps.append(step)
+        value = OPS[step.op](value, step.operand) % modulus
+    return Problem(start, tuple(steps), modulus, str(value))
+
+
 def _step_text(step: Step, value: int, result: int) -> str:
     return f"{step.name} = {value} {step.op} {step.operand} = {result}"
 
