@@ -143,16 +143,15 @@ def write_table(records: list[Path], out_csv: Path, out_md: Path,
                 controls_csv: Path | None = None) -> pd.DataFrame:
     """Aggregate run records and write the CSV and Markdown tables atomically.
 
-    With ``controls_csv`` the controls (:mod:`analysis.controls`) are computed from
-    the same records, written there, and listed first in the Markdown table.
+    With ``controls_csv`` (written by the ``claims`` rule, :mod:`analysis.controls`)
+    the controls are listed first in the Markdown table.
     """
     from analysis.controls import to_markdown as controls_markdown
-    from analysis.controls import write_controls
 
     df = load_records(records)
     head = ""
     if controls_csv is not None:
-        head = controls_markdown(write_controls(df, controls_csv)) + "\n## Main table\n\n"
+        head = controls_markdown(pd.read_csv(controls_csv)) + "\n## Main table\n\n"
     table = aggregate(df)
     with atomic_write(out_csv) as fh:
         table.replace([np.inf, -np.inf], np.nan).to_csv(fh, index=False, float_format="%.6g",

@@ -127,6 +127,14 @@ def cmd_figures(a, cfg):
                 headline_budgets=budgets)
 
 
+def cmd_claims(a, cfg):
+    from analysis.claims import write_claims
+
+    t = write_claims([Path(p) for p in a.records], a.scores, a.oracle, a.alignment,
+                     Path(a.out_controls), Path(a.out_csv), Path(a.out_md))
+    log.info("claims: %s", dict(zip(t["claim"], t["verdict"])))
+
+
 def cmd_table(a, cfg):
     from analysis.table import write_table
 
@@ -287,9 +295,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--records", nargs="+", required=True)
     s.add_argument("--out-csv", required=True)
     s.add_argument("--out-md", required=True)
-    s.add_argument("--controls", help="also evaluate the testbed controls into this CSV "
-                   "(analysis/controls.py) and list them first in the Markdown table")
+    s.add_argument("--controls", help="the controls CSV (rule claims) to list first in the "
+                   "Markdown table")
     s.set_defaults(fn=cmd_table)
+
+    s = sub.add_parser("claims", help="testbed controls and the paper's claims with verdicts "
+                       "(results/controls.csv, results/claims.csv/.md)")
+    s.add_argument("--records", nargs="+", required=True)
+    s.add_argument("--scores", required=True)
+    s.add_argument("--oracle", required=True)
+    s.add_argument("--alignment", required=True)
+    s.add_argument("--out-controls", required=True)
+    s.add_argument("--out-csv", required=True)
+    s.add_argument("--out-md", required=True)
+    s.set_defaults(fn=cmd_claims)
 
     s = sub.add_parser("bench-trace", help="time/memory of plain vs streaming-traced vs eager "
                        "(output_attentions) generation; last line trace_overhead_ratio=<x>")

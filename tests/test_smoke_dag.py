@@ -44,6 +44,23 @@ def test_smoke_dag_writes_table_and_records(smoke_run):
     assert (smoke_run / "paper_figures" / "calibration.png").stat().st_size > 0
     base = json.loads((smoke_run / "results/base_model.json").read_text())
     assert base["uses_labels"] and 0.0 <= base["sampled_accuracy"] <= 1.0
+    assert set(base["checks"]) == {"never_solved", "always_solved", "majority_wrong_confident",
+                                   "reflection_rate"}
+    assert (smoke_run / "paper_figures/base_pass_rates.png").stat().st_size > 0
+
+
+def test_smoke_dag_writes_controls_and_claims(smoke_run):
+    """One seed cannot decide a control, so every control is insufficient and every claim
+    inconclusive (the rule is in each row)."""
+    controls = list(csv.DictReader(open(smoke_run / "results/controls.csv")))
+    assert [r["control"] for r in controls][-1] == "dev_curve_resolved"
+    assert {r["result"] for r in controls} == {"insufficient"}
+    claims = list(csv.DictReader(open(smoke_run / "results/claims.csv")))
+    assert [r["claim"] for r in claims] == list("abcde")
+    assert all(r["rule"] and r["verdict"].startswith("inconclusive") for r in claims)
+    md = (smoke_run / "results/table1.md").read_text()
+    assert md.index("## Controls") < md.index("## Main table")
+    assert "Rule:" in (smoke_run / "results/claims.md").read_text()
 
 
 def test_smoke_dag_is_up_to_date_after_a_run(smoke_run):
@@ -101,7 +118,7 @@ def test_every_file_a_rule_writes_is_declared(smoke_run):
     assert (smoke_run / "paper_figures/calibration.pdf").is_file()
 
 
-@pytest.mark.parametrize("rule", ["record", "figures", "calibration"])
+@pytest.mark.parametrize("rule", ["record", "figures", "calibration", "claims", "base_report"])
 def test_rule_shell_takes_paths_from_input_and_output(rule):
     text = (REPO / "Snakefile").read_text(encoding="utf-8")
     body = text.split(f"\nrule {rule}:\n", 1)[1].split("\nrule ", 1)[0]
@@ -118,5 +135,6 @@ def test_report_holds_table_calibration_alignment_and_figures(smoke_run, tmp_pat
     html = out.read_text(encoding="utf-8", errors="replace")
     for name in ("table1.csv", "calibration.csv", "calibration.png", "pivot_alignment.csv",
                  "efficiency.png", "convergence.png", "triage_map.png", "trace_pivots.png",
-                 "base_model.json", "pivot_tuning.csv"):
+                 "base_model.json", "pivot_tuning.csv", "controls.csv", "claims.csv",
+                 "base_pass_rates.png"):
         assert name in html, name

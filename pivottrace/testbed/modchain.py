@@ -128,30 +128,36 @@ def solve_trace(problem: Problem) -> str:
     return teacher_trace(problem, random.Random(0), TeacherNoise(0.0, 0.0, 0.0, 0.0))
 
 
-def teacher_trace(problem: Problem, rng: random.Random, noise: TeacherNoise) -> str:
-    """A trace of the noisy teacher: slips, reflections, re-checks, final ``# answer``."""
+def write_trace(problem: Problem, step_fn) -> str:
+    """Walk the chain: ``step_fn(step, value, right, hard) -> (text, next value)`` writes each
+    step (``right`` is the correct result from ``value``, ``hard`` whether the exact result
+    wraps around); the steps are joined by commas and the last value is the answer."""
     m = problem.modulus
     value, chunks = problem.start, []
     for step in problem.steps:
         exact = OPS[step.op](value, step.operand)
-        right = exact % m
-        hard = not 0 <= exact < m
-        slip = rng.random() < (noise.p_slip_hard if hard else noise.p_slip_easy)
-        if slip:
+        text, value = step_fn(step, value, exact % m, not 0 <= exact < m)
+        chunks.append(text)
+    return " , ".join(chunks) + f" {ANSWER_MARK} {value}"
+
+
+def teacher_trace(problem: Problem, rng: random.Random, noise: TeacherNoise) -> str:
+    """A trace of the noisy teacher: slips, reflections, re-checks, final ``# answer``."""
+    m = problem.modulus
+
+    def step_fn(step, value, right, hard):
+        if rng.random() < (noise.p_slip_hard if hard else noise.p_slip_easy):
             wrong = (right + 1) % m
             text = _step_text(step, value, wrong)
             if rng.random() < noise.p_reflect:
-                text += f" {REFLECT} " + _step_text(step, value, right)
-                value = right
-            else:
-                value = wrong
-        else:
-            text = _step_text(step, value, right)
-            if rng.random() < noise.p_recheck:
-                text += f" {REFLECT} " + _step_text(step, value, right)
-            value = right
-        chunks.append(text)
-    return " , ".join(chunks) + f" {ANSWER_MARK} {value}"
+                return text + f" {REFLECT} " + _step_text(step, value, right), right
+            return text, wrong
+        text = _step_text(step, value, right)
+        if rng.random() < noise.p_recheck:
+            text += f" {REFLECT} " + _step_text(step, value, right)
+        return text, right
+
+    return write_trace(problem, step_fn)
 
 
 def extract_answer(completion: str) -> str | None:

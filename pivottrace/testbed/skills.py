@@ -46,12 +46,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pivottrace.testbed.modchain import (
-    ANSWER_MARK,
     OPS,
     REFLECT,
     Problem,
     _step_text,
     make_problem,
+    write_trace,
 )
 
 ERROR_MODES = ("none", "scattered", "quotient", "swap")
@@ -137,19 +137,16 @@ def quotient_error(value: int, operand: int, modulus: int, op: str = "*") -> int
 def teacher_trace_v2(problem: Problem, rng: random.Random, teacher: SkillTeacher) -> str:
     """A trace of the v2 teacher (module docstring): per-skill slips, reflections, ``# answer``."""
     m = problem.modulus
-    value, chunks = problem.start, []
-    for step in problem.steps:
-        exact = OPS[step.op](value, step.operand)
-        right = exact % m
-        hard = not 0 <= exact < m
+
+    def step_fn(step, value, right, hard):
         habit = teacher.skills.get(step.op, SkillHabit())
         wrong = None
         if hard and habit.error != "none" and rng.random() < habit.p_slip:
             if habit.error == "quotient":
                 wrong = quotient_error(value, step.operand, m, step.op)
             elif habit.error == "swap":  # subtracts the smaller from the larger
-                wrong = abs(exact) % m
-            else:  # scattered: any other digit
+                wrong = abs(OPS[step.op](value, step.operand)) % m
+            else:  # scattered: any other value
                 wrong = rng.choice([v for v in range(m) if v != right])
         elif rng.random() < teacher.p_slip_easy:
             wrong = (right + rng.randrange(1, m)) % m
@@ -157,20 +154,16 @@ def teacher_trace_v2(problem: Problem, rng: random.Random, teacher: SkillTeacher
             text = _step_text(step, value, wrong)
             u = rng.random()
             if u < habit.p_fix:
-                text += f" {REFLECT} " + _step_text(step, value, right)
-                value = right
-            elif u < habit.p_fix + habit.p_stuck:
-                text += f" {REFLECT} " + _step_text(step, value, wrong)
-                value = wrong
-            else:
-                value = wrong
-        else:
-            text = _step_text(step, value, right)
-            if hard and rng.random() < teacher.p_recheck:
-                text += f" {REFLECT} " + _step_text(step, value, right)
-            value = right
-        chunks.append(text)
-    return " , ".join(chunks) + f" {ANSWER_MARK} {value}"
+                return text + f" {REFLECT} " + _step_text(step, value, right), right
+            if u < habit.p_fix + habit.p_stuck:
+                return text + f" {REFLECT} " + _step_text(step, value, wrong), wrong
+            return text, wrong
+        text = _step_text(step, value, right)
+        if hard and rng.random() < teacher.p_recheck:
+            text += f" {REFLECT} " + _step_text(step, value, right)
+        return text, right
+
+    return write_trace(problem, step_fn)
 
 
 def generate_stratified(
