@@ -127,6 +127,46 @@ def cmd_figures(a, cfg):
                 headline_budgets=budgets)
 
 
+def cmd_sampled_accuracy(a, cfg):
+    """Sampled (avg@k) accuracy of trained models on a labeled split; optional controls on it."""
+    import re
+
+    import pandas as pd
+
+    from analysis.controls import CONTROLS, evaluate_controls
+    from pivottrace.core.io import atomic_write, check_model_dir
+    from pivottrace.core.runtime import load_causal_lm
+    from pivottrace.data.splits import load_labeled
+    from pivottrace.data.verifiers import get_verifier
+    from pivottrace.sampling import sampled_accuracy
+
+    task = cfg["task"]
+    rows = load_labeled(Path(a.data), task["verifier"], task.get("modulus"))
+    verifier = get_verifier(task["verifier"])
+    out = []
+    for m in a.models:
+        check_model_dir(Path(m))
+        key = re.search(r"runs/([a-z_]+)/([^/]+)/(\d+)/model/?$", str(m))
+        model, tok = load_causal_lm(Path(m), cfg)
+        acc = sampled_accuracy(model, tok, rows, verifier, k=a.k, max_new_tokens=a.max_new_tokens,
+                               batch_size=a.batch_size, seed=a.seed)
+        out.append({"model": str(m), "method": key.group(1) if key else "base",
+                    "budget": key.group(2) if key else "none",
+                    "seed": int(key.group(3)) if key else 0, "split": Path(a.data).stem,
+                    "k": a.k, "sampled_accuracy": acc})
+        log.info("%s: sampled accuracy %.4f", m, acc)
+    df = pd.DataFrame(out)
+    with atomic_write(Path(a.out)) as fh:
+        df.to_csv(fh, index=False, float_format="%.6g", lineterminator="\n")
+    if a.controls_out:
+        from dataclasses import replace
+
+        ctl = evaluate_controls(df, [replace(c, metric="sampled_accuracy") for c in CONTROLS])
+        ctl = ctl[ctl.control != "dev_curve_resolved"]
+        with atomic_write(Path(a.controls_out)) as fh:
+            ctl.to_csv(fh, index=False, float_format="%.6g", lineterminator="\n")
+
+
 def cmd_claims(a, cfg):
     from analysis.claims import write_claims
 
@@ -298,6 +338,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--controls", help="the controls CSV (rule claims) to list first in the "
                    "Markdown table")
     s.set_defaults(fn=cmd_table)
+
+    s = sub.add_parser("sampled-accuracy", help="avg@k accuracy (temperature 1) of model "
+                       "directories on a labeled split; optionally the controls on that metric")
+    s.add_argument("--models", nargs="+", required=True,
+                   help="model directories (runs/{method}/{budget}/{seed}/model or models/base)")
+    s.add_argument("--data", required=True, help="labeled split JSONL (e.g. data/dev.jsonl)")
+    s.add_argument("--k", type=int, default=8)
+    s.add_argument("--max-new-tokens", type=int, default=128)
+    s.add_argument("--batch-size", type=int, default=256)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", required=True)
+    s.add_argument("--controls-out", help="also the controls on sampled accuracy (CSV)")
+    s.set_defaults(fn=cmd_sampled_accuracy)
 
     s = sub.add_parser("claims", help="testbed controls and the paper's claims with verdicts "
                        "(results/controls.csv, results/claims.csv/.md)")

@@ -163,3 +163,19 @@ def greedy_accuracy(model, tokenizer, rows: Sequence[dict], verifier, *, max_new
     outs = generate(model, tokenizer, [r["prompt"] for r in rows], k=1, do_sample=False,
                     max_new_tokens=max_new_tokens, batch_size=batch_size)
     return sum(bool(verifier.verify(o[0], r["answer"])) for o, r in zip(outs, rows)) / len(rows)
+
+
+def sampled_accuracy(model, tokenizer, rows: Sequence[dict], verifier, *, k: int,
+                     temperature: float = 1.0, max_new_tokens: int, batch_size: int = 64,
+                     seed: int = 0) -> float:
+    """Mean accuracy of ``k`` sampled completions per labeled row (avg@k at ``temperature``).
+
+    A smoother measure than greedy accuracy: greedy changes only when the most
+    likely answer flips, sampled accuracy moves with every shift of probability
+    toward the right answer.
+    """
+    outs = generate(model, tokenizer, [r["prompt"] for r in rows], k=k, do_sample=True,
+                    temperature=temperature, max_new_tokens=max_new_tokens,
+                    batch_size=batch_size, seed=seed)
+    hits = [bool(verifier.verify(o, r["answer"])) for os_, r in zip(outs, rows) for o in os_]
+    return sum(hits) / len(hits)

@@ -111,3 +111,18 @@ def test_sampling_forks_the_cuda_stream_of_a_cuda_model(monkeypatch):
     tok = types.SimpleNamespace(padding_side="right")
     assert list(sampling.sample_batches(model, tok, ["p"], seed=3)) == []
     assert forked == [[cuda]]
+
+
+def test_sampled_accuracy_is_the_mean_over_k_samples(tiny):
+    from pivottrace.sampling import sampled_accuracy
+
+    model, tok = load_causal_lm(tiny["model"])
+    rows = read_jsonl(tiny["data"] / "dev.jsonl")[:4]
+    verifier = get_verifier("modchain")
+    rows[0] = {**rows[0], "answer": "0"}
+    outs = generate(model, tok, [r["prompt"] for r in rows], k=3, do_sample=True,
+                    max_new_tokens=16, seed=5)
+    expected = sum(verifier.verify(o, r["answer"]) for os_, r in zip(outs, rows) for o in os_) / 12
+    got = sampled_accuracy(model, tok, rows, verifier, k=3, max_new_tokens=16, seed=5)
+    assert got == expected
+    assert sampled_accuracy(model, tok, rows, verifier, k=3, max_new_tokens=16, seed=5) == got
