@@ -18,7 +18,9 @@ e. Pivots are metacognitive: attention pivots fall within one token of a
 
 The verdict is one of :data:`VERDICTS`. The testbed's controls come first
 (:mod:`analysis.controls`): unless every positive control passes, every verdict
-is ``inconclusive: the testbed cannot resolve it``.
+is ``inconclusive: the testbed cannot resolve it``; unless full supervision's
+dev curve is resolved (``dev_curve_resolved``), claim (b) is ``inconclusive:
+the dev curve is not resolved``.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from pivottrace.core.io import atomic_write
 
 VERDICTS = ("reproduced", "not reproduced", "inconclusive")
 UNRESOLVED = "inconclusive: the testbed cannot resolve it"
+UNRESOLVED_CURVE = "inconclusive: the dev curve is not resolved"
 HEADLINE_BUDGET = "0.3"
 NON_INFERIORITY = 0.02
 """Claim (a): PivotTrace 'matches' full supervision if it is not worse by more than this."""
@@ -217,14 +220,17 @@ def claim_e(alignment_csv) -> dict:
 
 def decide(records: pd.DataFrame, controls: pd.DataFrame, scores_csv, oracle_csv,
            alignment_csv) -> pd.DataFrame:
-    """All five claims; every verdict is :data:`UNRESOLVED` unless the positive controls pass."""
-    from analysis.controls import positive_controls_pass
+    """All five claims; every verdict is :data:`UNRESOLVED` unless the positive controls pass,
+    and the convergence claim (b) is :data:`UNRESOLVED_CURVE` unless the dev curve is resolved."""
+    from analysis.controls import curve_resolved, positive_controls_pass
 
     rows = [claim_a(records), claim_b(records), claim_c(scores_csv, oracle_csv),
             claim_d(records), claim_e(alignment_csv)]
     table = pd.DataFrame(rows, columns=COLUMNS)
     if not positive_controls_pass(controls):
         table["verdict"] = UNRESOLVED
+    elif not curve_resolved(controls):
+        table.loc[table.claim == "b", "verdict"] = UNRESOLVED_CURVE
     return table
 
 

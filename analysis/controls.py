@@ -16,7 +16,8 @@ with a written pass rule:
 One more row checks that the dev curve is *resolved* (``dev_curve_resolved``):
 full supervision logs at least :data:`MIN_EVALS_BEFORE_95` dev evaluations
 (step 0 included) before it first reaches 95% of its final dev accuracy, on
-every seed; otherwise dev AUC cannot tell a faster method from a slower one.
+every seed; otherwise steps-to-target cannot tell a faster method from a
+slower one. It gates the convergence claim, not the others.
 
 A control with fewer than :data:`MIN_SEEDS` paired seeds is ``insufficient``,
 never ``pass``. If a positive control fails, the testbed cannot resolve
@@ -171,10 +172,18 @@ def resolution_row(records: pd.DataFrame, min_seeds: int = MIN_SEEDS) -> dict:
 
 
 def positive_controls_pass(table: pd.DataFrame) -> bool:
-    """Whether every positive control and the resolution check passed (the testbed can resolve
-    selection methods)."""
-    pos = table[table.kind.isin(["positive", "resolution"])]
+    """Whether every positive control passed (the testbed can resolve selection methods).
+
+    The resolution check (``kind == "resolution"``) is not a positive control: it
+    decides only whether convergence speed can be measured (:func:`curve_resolved`)."""
+    pos = table[table.kind == "positive"]
     return bool(len(pos)) and bool((pos.result == "pass").all())
+
+
+def curve_resolved(table: pd.DataFrame) -> bool:
+    """Whether the ``dev_curve_resolved`` check passed (steps-to-target comparisons are meaningful)."""
+    row = table[table.control == "dev_curve_resolved"]
+    return bool(len(row)) and bool((row.result == "pass").all())
 
 
 def to_markdown(table: pd.DataFrame) -> str:
@@ -195,6 +204,9 @@ def to_markdown(table: pd.DataFrame) -> str:
                if positive_controls_pass(table) else
                "A positive control did not pass: the testbed cannot resolve selection methods "
                "at this grid; comparisons below are not conclusive.")
+    if not curve_resolved(table):
+        verdict += (" The dev curve is not resolved (dev_curve_resolved), so convergence "
+                    "speed (steps to target, speedup) cannot be compared.")
     lines += ["", "Paired by seed; 95% percentile bootstrap interval of the mean paired "
               "difference, exact sign-flip permutation p-value, smallest difference detectable "
               f"with 80% power. A control needs {MIN_SEEDS} paired seeds. Rules: "

@@ -104,3 +104,12 @@ def test_uncalibrated_pivots_are_not_reproduced(tmp_path):
                   "oracle_learnability": 0.0}).to_csv(tmp_path / "o.csv", index=False)
     row = claims.claim_c(tmp_path / "s.csv", tmp_path / "o.csv")
     assert row["verdict"] == "not reproduced"
+
+
+def test_unresolved_curve_leaves_only_the_convergence_claim_inconclusive(calib):
+    df = _records()
+    df["dev_curve"] = [[[0, 0.5], [2, 0.8], [4, 0.8]] if m == "full" else c
+                       for m, c in zip(df.method, df.dev_curve)]
+    t = claims.decide(df, evaluate_controls(df), *calib).set_index("claim")
+    assert t.loc["b", "verdict"] == claims.UNRESOLVED_CURVE
+    assert t.loc["a", "verdict"] == "reproduced" and t.loc["c", "verdict"] == "reproduced"
