@@ -154,9 +154,9 @@ def evals_before_95(curve: list) -> int:
 
 def resolution_row(records: pd.DataFrame, min_seeds: int = MIN_SEEDS) -> dict:
     """The ``dev_curve_resolved`` row: evaluations before full supervision's 95% point."""
-    full = records[(records.method == "full") & records.dev_curve.notna()] if "dev_curve" in records \
-        else records.iloc[0:0]
-    counts = [evals_before_95(c) for c in full.dev_curve]
+    counts = ([evals_before_95(c) for c in records.dev_curve[(records.method == "full")
+                                                             & records.dev_curve.notna()]]
+              if "dev_curve" in records.columns else [])
     row = {"control": "dev_curve_resolved", "kind": "resolution", "metric": "evals_before_95",
            "a": "full", "b": "", "budget": "none", "n_seeds": len(counts),
            "a_mean": sum(counts) / len(counts) if counts else math.nan, "b_mean": math.nan,

@@ -74,3 +74,10 @@ def test_unresolved_dev_curve_fails_the_resolution_check():
     assert t.loc["dev_curve_resolved", "result"] == "fail" and t.loc["dev_curve_resolved", "a_mean"] == 1
     assert positive_controls_pass(t.reset_index())  # a gate for convergence only
     assert "dev curve is not resolved" in to_markdown(t.reset_index())
+
+
+def test_records_without_dev_curves_leave_the_resolution_check_insufficient():
+    df = _records(6, 0.1, 0.2).drop(columns=["dev_curve"])
+    t = evaluate_controls(df).set_index("control")
+    assert t.loc["dev_curve_resolved", "result"] == "insufficient"
+    assert t.loc["oracle_beats_random@0.3", "result"] == "pass"
