@@ -116,7 +116,7 @@ def test_sampling_forks_the_cuda_stream_of_a_cuda_model(monkeypatch):
 def test_sampled_accuracy_is_the_mean_over_k_samples(tiny):
     from pivottrace.sampling import sampled_accuracy
 
-    model, tok = load_causal_lm(tiny["model"])
+    model, tok = load_causal_lm(tiny["model"], tiny["cfg"])
     rows = read_jsonl(tiny["data"] / "dev.jsonl")[:4]
     verifier = get_verifier("modchain")
     rows[0] = {**rows[0], "answer": "0"}
