@@ -159,13 +159,13 @@ def write_alignment(traces_jsonl, pool_jsonl, modulus: int | None, task_name: st
     """CLI entry (rule ``alignment``): one row per (target, tolerance) as CSV, and the figure."""
     from pivottrace.core.io import read_jsonl
     from pivottrace.method.estimators import REFLECTION_WORDS
-    from pivottrace.testbed.modchain import REFLECT
+    from pivottrace.testbed.modchain import REFLECT, TESTBED_TASKS
 
     traces = read_jsonl(traces_jsonl, required={"id": str, "k": int, "completion": str,
                                                 "pivots": list, "n_tokens": int},
                         unique=("id", "k"))
     prompts = {r["id"]: r["prompt"] for r in read_jsonl(pool_jsonl, required={"id": str, "prompt": str})}
-    modchain = task_name in ("modchain", "skillchain")  # word-level traces, one reflection word
+    modchain = task_name in TESTBED_TASKS  # word-level traces, one reflection word
     vocab = {REFLECT} if modchain else set(REFLECTION_WORDS)
 
     def words(t):  # word-level tokens: the i-th word is the i-th generated token (EOS last)

@@ -33,6 +33,13 @@ import pandas as pd
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
+from analysis.controls import (
+    arm,
+    curve_resolved,
+    paired_values,
+    positive_controls_pass,
+    write_controls,
+)
 from analysis.convergence import per_run
 from analysis.stats import paired_comparison
 from pivottrace.core.io import atomic_write
@@ -80,17 +87,6 @@ STATEMENTS = {
 }
 
 
-def _arm(records: pd.DataFrame, method: str, budget: str, metric: str) -> pd.Series:
-    rows = records[(records.method == method) & (records.budget == budget)]
-    return rows.set_index("seed")[metric].dropna()
-
-
-def _paired(records, a, b, metric) -> tuple:
-    x, y = _arm(records, *a, metric), _arm(records, *b, metric)
-    seeds = sorted(set(x.index) & set(y.index))
-    return seeds, [float(x[s]) for s in seeds], [float(y[s]) for s in seeds]
-
-
 def _row(claim, paper, metric, measured, lo, hi, p, detect, n, verdict) -> dict:
     return {"claim": claim, "statement": STATEMENTS[claim], "paper": paper, "metric": metric,
             "measured": measured, "ci_low": lo, "ci_high": hi, "p_value": p,
@@ -98,9 +94,9 @@ def _row(claim, paper, metric, measured, lo, hi, p, detect, n, verdict) -> dict:
 
 
 def claim_a(records: pd.DataFrame) -> dict:
-    seeds, pt, full = _paired(records, ("pivottrace", HEADLINE_BUDGET), ("full", "none"),
+    seeds, pt, full = paired_values(records, ("pivottrace", HEADLINE_BUDGET), ("full", "none"),
                               "test_accuracy")
-    annotated = _arm(records, "pivottrace", HEADLINE_BUDGET, "annotated_fraction")
+    annotated = arm(records, "pivottrace", HEADLINE_BUDGET, "annotated_fraction")
     metric = (f"test acc, pivottrace@0.3 - full (annotated {annotated.mean():.3f})"
               if len(annotated) else "test acc, pivottrace@0.3 - full")
     if len(seeds) < 2:
@@ -178,9 +174,9 @@ def claim_c(scores_csv, oracle_csv) -> dict:
 
 
 def claim_d(records: pd.DataFrame) -> dict:
-    seeds, pt, rnd = _paired(records, ("pivottrace", HEADLINE_BUDGET), ("random", HEADLINE_BUDGET),
+    seeds, pt, rnd = paired_values(records, ("pivottrace", HEADLINE_BUDGET), ("random", HEADLINE_BUDGET),
                              "dev_auc")
-    _, orc, rnd2 = _paired(records, ("oracle_learnability", HEADLINE_BUDGET),
+    _, orc, rnd2 = paired_values(records, ("oracle_learnability", HEADLINE_BUDGET),
                            ("random", HEADLINE_BUDGET), "dev_auc")
     gap = (np.mean(orc) - np.mean(rnd2)) if len(orc) else math.nan
     if len(seeds) < 2:
@@ -222,8 +218,6 @@ def decide(records: pd.DataFrame, controls: pd.DataFrame, scores_csv, oracle_csv
            alignment_csv) -> pd.DataFrame:
     """All five claims; every verdict is :data:`UNRESOLVED` unless the positive controls pass,
     and the convergence claim (b) is :data:`UNRESOLVED_CURVE` unless the dev curve is resolved."""
-    from analysis.controls import curve_resolved, positive_controls_pass
-
     rows = [claim_a(records), claim_b(records), claim_c(scores_csv, oracle_csv),
             claim_d(records), claim_e(alignment_csv)]
     table = pd.DataFrame(rows, columns=COLUMNS)
@@ -262,7 +256,6 @@ def to_markdown(table: pd.DataFrame, controls_ok: bool) -> str:
 def write_claims(records: list[Path], scores_csv, oracle_csv, alignment_csv, out_controls: Path,
                  out_csv: Path, out_md: Path) -> pd.DataFrame:
     """Rule ``claims``: the controls (``out_controls``) then the five claims, from run records."""
-    from analysis.controls import positive_controls_pass, write_controls
     from analysis.table import load_records
 
     df = load_records(records)

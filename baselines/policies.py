@@ -36,8 +36,6 @@ def random_selection(pool: UnlabeledPool, budget: float, seed: int, scores=None,
     ``stream`` > 0 draws from ``default_rng([seed, stream])`` instead, another
     selection at the same training seed (the A/A control's second arm).
     """
-    if isinstance(stream, bool) or not isinstance(stream, int) or stream < 0:
-        raise ValueError(f"stream must be an int >= 0, got {stream!r}")
     n = n_to_annotate(budget, len(pool))
     rng = np.random.default_rng([seed, stream] if stream else seed)
     chosen = rng.choice(len(pool), size=n, replace=False)

@@ -160,9 +160,8 @@ def greedy_accuracy(model, tokenizer, rows: Sequence[dict], verifier, *, max_new
     uses): lm-eval renders and registers a task and wraps the model on every
     call, nine calls a run, for the same completions (``tests/test_evaluate.py``).
     """
-    outs = generate(model, tokenizer, [r["prompt"] for r in rows], k=1, do_sample=False,
-                    max_new_tokens=max_new_tokens, batch_size=batch_size)
-    return sum(bool(verifier.verify(o[0], r["answer"])) for o, r in zip(outs, rows)) / len(rows)
+    return _accuracy(model, tokenizer, rows, verifier, k=1, do_sample=False,
+                     max_new_tokens=max_new_tokens, batch_size=batch_size)
 
 
 def sampled_accuracy(model, tokenizer, rows: Sequence[dict], verifier, *, k: int,
@@ -174,8 +173,15 @@ def sampled_accuracy(model, tokenizer, rows: Sequence[dict], verifier, *, k: int
     likely answer flips, sampled accuracy moves with every shift of probability
     toward the right answer.
     """
-    outs = generate(model, tokenizer, [r["prompt"] for r in rows], k=k, do_sample=True,
-                    temperature=temperature, max_new_tokens=max_new_tokens,
-                    batch_size=batch_size, seed=seed)
+    return _accuracy(model, tokenizer, rows, verifier, k=k, do_sample=True,
+                     temperature=temperature, max_new_tokens=max_new_tokens,
+                     batch_size=batch_size, seed=seed)
+
+
+def _accuracy(model, tokenizer, rows: Sequence[dict], verifier, *, k: int, do_sample: bool,
+              **kwargs) -> float:
+    """Share of the ``k`` completions per row that ``verifier`` accepts (the loop of both above)."""
+    outs = generate(model, tokenizer, [r["prompt"] for r in rows], k=k, do_sample=do_sample,
+                    **kwargs)
     hits = [bool(verifier.verify(o, r["answer"])) for os_, r in zip(outs, rows) for o in os_]
     return sum(hits) / len(hits)

@@ -27,7 +27,7 @@ REFLECTION_WORDS = ("wait", "hmm", "however", "recheck", "re-check", "verify", "
 
 def lexical_counter(task_name: str | None):
     """``completion -> int`` reflection counter for a task (modchain, skillchain: its reflection word)."""
-    if task_name in (None, "modchain", "skillchain"):
+    if task_name is None or task_name in modchain.TESTBED_TASKS:
         return modchain.count_reflections
 
     def count(completion: str) -> int:
@@ -61,15 +61,21 @@ def token_entropy_and_self_certainty(logits: torch.Tensor) -> tuple[torch.Tensor
 def majority_vote(answers: Sequence[str | None]) -> tuple[str | None, int]:
     """The most frequent parseable answer and its votes; ties to the smallest answer string.
 
-    The tie-break of the majority reward (:func:`pivottrace.rl.rewards.make_majority_reward`).
-
     Examples:
         >>> majority_vote(["7", "3", "7", None])
         ('7', 2)
         >>> majority_vote(["9", "3"]), majority_vote([None])
         (('3', 1), (None, 0))
     """
-    counts = Counter(a for a in answers if a is not None)
+    return top_answer(Counter(a for a in answers if a is not None))
+
+
+def top_answer(counts: Counter) -> tuple[str | None, int]:
+    """``(answer, votes)`` with the most votes in ``counts``, ties to the smallest answer string.
+
+    The tie-break of the majority reward (:func:`pivottrace.rl.rewards.make_majority_reward`)
+    and of :func:`majority_vote`.
+    """
     if not counts:
         return None, 0
     return min(counts.items(), key=lambda kv: (-kv[1], kv[0]))

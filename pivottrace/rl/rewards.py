@@ -17,7 +17,7 @@ from collections import Counter, defaultdict
 import torch
 
 from pivottrace.data.verifiers import Verifier
-from pivottrace.method.estimators import majority_vote, token_entropy_and_self_certainty
+from pivottrace.method.estimators import token_entropy_and_self_certainty, top_answer
 
 GOLD, SELF, SELF_CERTAINTY = "gold", "self", "self_certainty"
 
@@ -94,7 +94,7 @@ def make_majority_reward(verifier: Verifier, log: list | None = None,
                 f"majority reward: prompt {split[0]!r} has {sizes[split[0]]} completions in this "
                 f"reward call, not a multiple of num_generations={group_size}: its group was split "
                 "(across processes?); keep every process's batch a multiple of num_generations")
-        majority = {i: majority_vote(list(cnt.elements())) for i, cnt in groups.items()}
+        majority = {i: top_answer(cnt) for i, cnt in groups.items()}
         if log is not None and sizes:
             log.append({i: [*majority.get(i, (None, 0)), n] for i, n in sorted(sizes.items())})
         return [(float(a is not None and a == majority[i][0]) if r == SELF and i in majority

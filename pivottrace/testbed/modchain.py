@@ -27,6 +27,9 @@ import random
 import re
 from dataclasses import dataclass, field
 
+TESTBED_TASKS = ("modchain", "skillchain")
+"""Task names (v1, v2) whose traces are this word-level format with the reflection word."""
+
 OPS = {"+": lambda x, k: x + k, "-": lambda x, k: x - k, "*": lambda x, k: x * k}
 REFLECT = "wait"
 ANSWER_MARK = "#"
@@ -211,11 +214,8 @@ def generate_split(
     """
     out: list[Problem] = []
     for _ in range(n):
-        for _ in range(max_tries):
-            p = make_problem(rng, rng.randint(min_steps, max_steps), modulus, ops)
-            if p.prompt not in exclude:
-                break
-        else:
+        p = draw_problem(rng, min_steps, max_steps, modulus, ops, exclude, max_tries=max_tries)
+        if p is None:
             raise ValueError(
                 f"could not draw a prompt outside {len(exclude)} excluded ones after "
                 f"{max_tries} tries: the space for steps {min_steps}-{max_steps} is too small"
@@ -224,3 +224,15 @@ def generate_split(
             exclude.add(p.prompt)
         out.append(p)
     return out
+
+
+def draw_problem(rng: random.Random, min_steps: int, max_steps: int, modulus: int,
+                 ops: tuple[str, ...], exclude: set[str], accept=None,
+                 max_tries: int = 200) -> Problem | None:
+    """One problem of uniform length in ``[min_steps, max_steps]`` whose prompt is not in
+    ``exclude`` and that ``accept(problem)`` (if given) accepts; None after ``max_tries``."""
+    for _ in range(max_tries):
+        p = make_problem(rng, rng.randint(min_steps, max_steps), modulus, ops)
+        if p.prompt not in exclude and (accept is None or accept(p)):
+            return p
+    return None

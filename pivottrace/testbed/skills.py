@@ -32,6 +32,7 @@ teacher's habits, never from corrupted gold answers:
   failed traces too.
 
 Examples:
+    >>> from pivottrace.testbed.modchain import make_problem
     >>> p = make_problem(random.Random(0), 3, modulus=10, ops=("+", "-", "*"))
     >>> hard_steps(p) == sum(is_hard(p, i) for i in range(3))
     True
@@ -50,7 +51,7 @@ from pivottrace.testbed.modchain import (
     REFLECT,
     Problem,
     _step_text,
-    make_problem,
+    draw_problem,
     write_trace,
 )
 
@@ -201,11 +202,9 @@ def generate_stratified(
     for h, quota in enumerate(quotas):
         lo = max(min_steps, h, 1)
         for _ in range(quota):
-            for _ in range(max_tries):
-                p = make_problem(rng, rng.randint(lo, max_steps), modulus, ops)
-                if hard_steps(p, hard_ops) == h and p.prompt not in exclude:
-                    break
-            else:
+            p = draw_problem(rng, lo, max_steps, modulus, ops, exclude,
+                             accept=lambda q, h=h: hard_steps(q, hard_ops) == h, max_tries=max_tries)
+            if p is None:
                 raise ValueError(f"could not draw a prompt with {h} hard steps of {list(hard_ops)} "
                                  f"in {max_tries} tries (steps {lo}-{max_steps}, "
                                  f"{len(exclude)} excluded)")
