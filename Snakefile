@@ -93,7 +93,7 @@ rule base_report:
     params:
         h=section_hash("base_report", "seed", "runtime"),
         stem=lambda w, output: output.png.removesuffix(".png"),
-    threads: workflow.cores
+    threads: 1  # sampling a width-128 model: one thread each, beside other jobs (see train)
     log:
         "logs/base_report.log",
     benchmark:
@@ -112,7 +112,7 @@ rule tune_pivots:
         choice="results/pivot_choice.json",
     params:
         h=section_hash("scoring", "pivot_tuning", "task", "runtime"),
-    threads: workflow.cores
+    threads: 1  # sampling a width-128 model: one thread each, beside other jobs (see train)
     log:
         "logs/tune_pivots.log",
     benchmark:
@@ -136,7 +136,7 @@ rule score:
     output:
         scores="results/scores/pool_scores.csv",
         traces="results/scores/pool_traces.jsonl",
-    threads: workflow.cores
+    threads: 1  # sampling a width-128 model: one thread each, beside other jobs (see train)
     log:
         "logs/score.log",
     benchmark:

@@ -210,11 +210,13 @@ def cmd_bench_train(a, cfg):
     from pivottrace.bench.train import BenchTrainConfig
     from pivottrace.bench.train import main as bench_main
 
-    if a.rows < 1 or a.threads < 1 or a.gen_repeats < 1 or (a.steps is not None and a.steps < 1):
-        raise ValueError("bench-train: --rows, --steps, --threads and --gen-repeats must be >= 1")
+    if (a.rows < 1 or a.threads < 1 or a.gen_repeats < 1 or a.repeats < 1
+            or (a.steps is not None and a.steps < 1)):
+        raise ValueError("bench-train: --rows, --steps, --threads, --repeats and --gen-repeats "
+                         "must be >= 1")
     table = bench_main(BenchTrainConfig(model=Path(a.model), data=Path(a.data),
                                         rows=a.rows, steps=a.steps, seed=a.seed, threads=a.threads,
-                                        gen_repeats=a.gen_repeats,
+                                        gen_repeats=a.gen_repeats, repeats=a.repeats,
                                         keep=Path(a.keep) if a.keep else None), cfg)
     print(table)
     if a.out:
@@ -389,6 +391,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch threads of each run (default 1, as the train rule)")
     s.add_argument("--gen-repeats", type=int, default=3,
                    help="batches of the plain model.generate reference (median)")
+    s.add_argument("--repeats", type=int, default=2,
+                   help="runs of (a) and of (b), in alternating order; the table is their mean")
     s.add_argument("--keep", default=None, help="keep the runs' files in this folder")
     s.add_argument("--out", default=None, help="also write the report to this file")
     s.set_defaults(fn=cmd_bench_train)

@@ -51,6 +51,8 @@ def test_report_rows_add_up_and_the_ratio_is_wall_a_over_wall_b(report):
     assert last, lines[-1]
     assert float(last.group(1)) == pytest.approx(wall_a / wall_b, abs=2e-3 + 0.01 / wall_b)
     assert re.search(r"plain model.generate loop \d+", report)
+    assert re.search(r"repeats: 2 \(order alternating\)", report)
+    assert re.search(r"^cpu_overhead_ratio=\d+\.\d{3} ", report, re.M)
 
 
 def test_missing_inputs_fail_clearly(tiny, tmp_path, capsys):

@@ -16,12 +16,24 @@ from pathlib import Path
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m pivottrace.bench.bare_grpo", description=__doc__)
-    p.add_argument("--config", required=True, help="resolved config YAML (grpo, runtime, task)")
-    p.add_argument("--rows", required=True, help="JSONL of GRPO rows (prompt, id, regime, answer)")
-    p.add_argument("--model", required=True)
+    p.add_argument("--config", help="resolved config YAML (grpo, runtime, task)")
+    p.add_argument("--rows", help="JSONL of GRPO rows (prompt, id, regime, answer)")
+    p.add_argument("--model")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--work", required=True, help="output_dir of the trainer (nothing is saved)")
+    p.add_argument("--work", help="output_dir of the trainer (nothing is saved)")
+    p.add_argument("--warm-up", action="store_true",
+                   help="only import what both runs import (warms the file cache), then exit")
     a = p.parse_args(argv)
+    if a.warm_up:
+        from trl import GRPOTrainer  # noqa: F401
+
+        import pivottrace.cli  # noqa: F401
+        import pivottrace.rl.train  # noqa: F401
+
+        return 0
+    missing = [f"--{k}" for k in ("config", "rows", "model", "work") if getattr(a, k) is None]
+    if missing:
+        p.error(f"the following arguments are required: {', '.join(missing)}")
     import torch
 
     torch.set_num_threads(int(os.environ.get("PIVOTTRACE_THREADS", os.cpu_count() or 1)))

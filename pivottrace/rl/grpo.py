@@ -94,15 +94,17 @@ def grpo_args(cfg: dict, seed: int, work_dir: Path, runtime: dict | None, **over
 
 def build_trainer(model_dir: str | Path, rows: list[dict], dev_rows: list[dict],
                   verifier: Verifier, cfg: dict, args):
-    """The ``GRPOTrainer``: one reward function per regime, the dev-curve and pseudo-label callbacks."""
+    """The GRPO trainer (:class:`~pivottrace.rl.trainer.SkipZeroAdvantageGRPOTrainer`): one reward
+    function per regime, the dev-curve and pseudo-label callbacks."""
     from datasets import Dataset
-    from trl import GRPOTrainer
+
+    from pivottrace.rl.trainer import SkipZeroAdvantageGRPOTrainer
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     pl_buffer: list = []
     holder = {"tokenizer": tokenizer, "model": model}
-    trainer = GRPOTrainer(
+    trainer = SkipZeroAdvantageGRPOTrainer(
         model=model,
         reward_funcs=[make_gold_reward(verifier),
                       make_majority_reward(verifier, pl_buffer, cfg["num_generations"]),
@@ -114,6 +116,7 @@ def build_trainer(model_dir: str | Path, rows: list[dict], dev_rows: list[dict],
                                     cfg["eval_every"], cfg["max_completion_length"],
                                     DEV_BATCH_SIZE),
                    PseudoLabelCallback(pl_buffer)],
+        skip_zero_advantage=cfg.get("skip_zero_advantage", True),
     )
     holder["model"] = trainer.model  # the policy whose weights the self-certainty reward reads
     return trainer

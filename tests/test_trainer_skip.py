@@ -1,0 +1,118 @@
+"""Skipping zero-advantage completions in the GRPO loss (pivottrace/rl/trainer.py) changes no gradient.
+
+One batch: the gradient with the skip equals TRL's own loss on every row (to
+float rounding); the skip is on only where that holds (loss type, KL, entropy
+terms); and a whole GRPO run with and without it ends with the same record and
+nearly the same weights.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import train_outputs
+
+from pivottrace.data.splits import load_labeled
+from pivottrace.data.verifiers import get_verifier
+from pivottrace.rl.grpo import build_trainer, grpo_args
+from pivottrace.rl.trainer import nonzero_advantage_rows, skip_is_exact
+
+
+def _trainer(tiny, tmp_path, **overrides):
+    cfg = tiny["cfg"]
+    args = grpo_args(cfg["grpo"], 0, tmp_path / "work", cfg.get("runtime"), save_strategy="no",
+                     **overrides)
+    dev = load_labeled(tiny["data"] / "dev.jsonl", cfg["task"]["verifier"], cfg["task"].get("modulus"))
+    rows = [{"prompt": r["prompt"], "id": r["id"], "regime": "gold", "answer": r["answer"]}
+            for r in dev[:4]]
+    trainer = build_trainer(tiny["model"], rows, dev, get_verifier(cfg["task"]["verifier"]),
+                            cfg["grpo"], args)
+    trainer.current_gradient_accumulation_steps = 1  # set by the training loop otherwise
+    return trainer, rows
+
+
+def _batch(trainer, rows, advantages):
+    """A GRPO batch as TRL's scoring hands it to the loss: left-padded prompts, right-padded completions."""
+    tok = trainer.processing_class
+    tok.padding_side = "left"
+    enc = tok([r["prompt"] for r in rows for _ in range(2)], return_tensors="pt", padding=True,
+              add_special_tokens=False)
+    g = torch.Generator().manual_seed(0)
+    n, width = enc["input_ids"].shape[0], 7
+    completion_ids = torch.randint(4, len(tok), (n, width), generator=g)
+    lengths = torch.tensor([7, 3, 5, 7, 2, 6, 4, 1])[:n]
+    completion_mask = (torch.arange(width)[None, :] < lengths[:, None]).long()
+    return {"prompt_ids": enc["input_ids"], "prompt_mask": enc["attention_mask"],
+            "completion_ids": completion_ids, "completion_mask": completion_mask,
+            "advantages": advantages, "num_items_in_batch": completion_mask.sum()}
+
+
+def _loss_and_grads(trainer, inputs, skip: bool):
+    trainer.skip_zero_advantage = skip
+    trainer.model.train()
+    trainer.model.zero_grad()
+    loss = trainer._compute_loss(trainer.model, inputs)
+    loss.backward()
+    return loss.detach(), [p.grad.clone() for p in trainer.model.parameters()]
+
+
+def test_skip_keeps_loss_and_gradient(tiny, tmp_path):
+    trainer, rows = _trainer(tiny, tmp_path)
+    assert trainer.skip_zero_advantage, "the default GRPO settings (dapo, beta 0) allow the skip"
+    adv = torch.tensor([0.0, 0.0, 1.2, -1.2, 0.0, 0.0, 0.7, -0.7])
+    inputs = _batch(trainer, rows, adv)
+    loss_all, grads_all = _loss_and_grads(trainer, inputs, skip=False)
+    loss_skip, grads_skip = _loss_and_grads(trainer, inputs, skip=True)
+    assert trainer.skipped_rows == 4
+    assert torch.allclose(loss_all, loss_skip, atol=1e-7)
+    assert any(g.abs().sum() > 0 for g in grads_all)
+    for a, b in zip(grads_all, grads_skip):
+        torch.testing.assert_close(a, b, atol=1e-7, rtol=1e-5)
+    # and the normalizer is the whole batch's: a zero-advantage row is not free to drop otherwise
+    inputs_wrong = dict(inputs, num_items_in_batch=inputs["completion_mask"][adv != 0].sum())
+    loss_wrong, _ = _loss_and_grads(trainer, inputs_wrong, skip=False)
+    assert not torch.allclose(loss_all, loss_wrong)
+
+
+def test_all_zero_advantages_give_a_zero_gradient(tiny, tmp_path):
+    trainer, rows = _trainer(tiny, tmp_path)
+    inputs = _batch(trainer, rows, torch.zeros(8))
+    loss, grads = _loss_and_grads(trainer, inputs, skip=True)
+    assert trainer.skipped_rows == 7 and float(loss) == 0.0
+    assert all(float(g.abs().sum()) == 0.0 for g in grads)
+
+
+@pytest.mark.parametrize("overrides", [{"loss_type": "grpo"}, {"loss_type": "bnpo"},
+                                       {"loss_type": "dr_grpo"}, {"beta": 0.04},
+                                       {"top_entropy_quantile": 0.5}])
+def test_skip_is_off_where_it_would_change_the_loss(tiny, tmp_path, overrides):
+    args = grpo_args(tiny["cfg"]["grpo"], 0, tmp_path, None, save_strategy="no", **overrides)
+    assert not skip_is_exact(args)
+
+
+def test_nonzero_rows_of_token_level_advantages():
+    adv = torch.tensor([[0.0, 0.0], [0.0, 0.5], [0.0, 0.0]])
+    assert nonzero_advantage_rows(adv).tolist() == [1]
+
+
+def test_a_run_with_the_skip_equals_one_without(tiny, mixed_plan, grpo_run, tmp_path):
+    """The conftest run (skip on, the default) against the same run with the skip off."""
+    from pivottrace.core.config import deep_merge
+    from pivottrace.rl.train import run_training
+
+    cfg = deep_merge(tiny["cfg"], {"grpo": {"skip_zero_advantage": False}})
+    o = train_outputs(tmp_path / "out")
+    run_training(cfg, mixed_plan, tiny["data"], tiny["model"], 0, tmp_path / "work", o["model"],
+                 o["summary"], o["ledger"])
+    on = json.loads((Path(grpo_run) / "out" / "train.json").read_text())
+    off = json.loads(o["summary"].read_text())
+    assert on["frac_reward_zero_std"] > 0, "no equal-reward group: the skip was not exercised"
+    for key in ("steps", "dev_curve", "reward_means", "pseudo_labels", "frac_reward_zero_std"):
+        assert on[key] == off[key], key
+    from safetensors.torch import load_file
+
+    w_on = load_file(str(Path(grpo_run) / "out" / "model" / "model.safetensors"))
+    w_off = load_file(str(o["model"] / "model.safetensors"))
+    for name in w_on:
+        torch.testing.assert_close(w_on[name], w_off[name], atol=1e-5, rtol=1e-4)
