@@ -207,8 +207,10 @@ def format_table(walls: dict[str, list[float]], cpus: dict[str, list[float]],
     import numpy as np
 
     mean_wall = {run: float(np.mean(walls[run])) for run in walls}
-    split = {run: {ph: float(np.mean([phases(p, w)[ph] for p, w in zip(profiles[run], walls[run])]))
-                   for ph in PHASES} for run in ("suite", "bare")}
+    per_repeat = {run: [phases(p, w) for p, w in zip(profiles[run], walls[run])]
+                  for run in ("suite", "bare")}
+    split = {run: {ph: float(np.mean([rep[ph] for rep in per_repeat[run]])) for ph in PHASES}
+             for run in per_repeat}
     lines = [f"{'phase':<18}{'suite (a) s':>12}{'share':>8}{'bare TRL (b) s':>16}{'share':>8}"]
     for ph in PHASES:
         a, b = split["suite"][ph], split["bare"][ph]
