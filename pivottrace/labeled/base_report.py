@@ -1,6 +1,6 @@
 """READS LABELS. Rule ``base_report``: the base model measured on the pool (a testbed fact).
 
-K samples per pool prompt at temperature 1 and one greedy completion, scored
+K samples per pool prompt (temperature 1 unless ``base_report.temperature``) and one greedy completion, scored
 against the pool's gold answers through an analysis
 :class:`~pivottrace.labeled.oracle.AnnotationOracle`. The report describes the
 testbed (DESIGN.md section 4): the pass-rate distribution (never / always /
@@ -123,7 +123,7 @@ def check_targets(stats: dict) -> dict:
             for k, rng in TARGETS.items()}
 
 
-def draw_pass_rates(df: pd.DataFrame, stem: Path) -> None:
+def draw_pass_rates(df: pd.DataFrame, stem: Path, temperature: float = 1.0) -> None:
     """Histogram of per-prompt pass rates, stacked by family: ``stem``.png/.pdf/.csv."""
     import seaborn as sns
 
@@ -134,7 +134,7 @@ def draw_pass_rates(df: pd.DataFrame, stem: Path) -> None:
     fig, ax = plt.subplots(figsize=(5.5, 3.2))
     sns.histplot(df, x="n_correct", hue="family", multiple="stack", discrete=True, ax=ax,
                  hue_order=sorted(df.family.unique()))
-    ax.set_xlabel(f"solved samples of K = {k} (temperature 1)")
+    ax.set_xlabel(f"solved samples of K = {k} (temperature {temperature:g})")
     ax.set_ylabel("pool prompts")
     ax.set_xlim(-0.6, k + 0.6)
     ax.set_title("Base model: pass rates over the pool")
@@ -146,7 +146,8 @@ def draw_pass_rates(df: pd.DataFrame, stem: Path) -> None:
 
 def base_report(cfg: dict, model_dir: Path, data_dir: Path, out_path: Path,
                 figure: Path | None = None) -> dict:
-    """Sample the pool K times (temperature 1) and greedily; write the pool statistics.
+    """Sample the pool K times (``base_report.temperature``, default 1) and greedily; write the
+    pool statistics.
 
     Reads pool gold answers through an analysis oracle (``uses_labels``): the
     report is a measurement of the testbed, never an input to selection. With
@@ -169,7 +170,8 @@ def base_report(cfg: dict, model_dir: Path, data_dir: Path, out_path: Path,
                               verifier=task["verifier"], modulus=task.get("modulus"))
     gold = oracle.annotate(pool.ids)
     prompts = [item.prompt for item in pool]
-    sampled = generate(model, tokenizer, prompts, k=rc["k"], do_sample=True, temperature=1.0,
+    temperature = float(rc.get("temperature", 1.0))
+    sampled = generate(model, tokenizer, prompts, k=rc["k"], do_sample=True, temperature=temperature,
                        max_new_tokens=rc["max_new_tokens"], batch_size=rc["batch_size"],
                        seed=cfg["seed"], desc="base-report sample")
     greedy = generate(model, tokenizer, prompts, k=1, do_sample=False,
@@ -183,7 +185,7 @@ def base_report(cfg: dict, model_dir: Path, data_dir: Path, out_path: Path,
         "uses_labels": True,
         "n_prompts": len(pool),
         "k": rc["k"],
-        "temperature": 1.0,
+        "temperature": temperature,
         **stats,
         "checks": check_targets(stats),
         "build": read_json(build) if build.exists() else None,
@@ -192,7 +194,7 @@ def base_report(cfg: dict, model_dir: Path, data_dir: Path, out_path: Path,
     }
     write_json(out_path, report)
     if figure is not None:
-        draw_pass_rates(df, Path(figure))
+        draw_pass_rates(df, Path(figure), temperature)
     log.info("base model: sampled acc %.3f, greedy %.3f; never %.3f, always %.3f, confident wrong "
              "majority %.3f; reflection %.3f (failed %s, solved %s)", stats["sampled_accuracy"],
              stats["greedy_accuracy"], stats["never_solved"], stats["always_solved"],
