@@ -204,6 +204,7 @@ rule alignment:
     input:
         traces="results/scores/pool_traces.jsonl",
         pool="data/pool.jsonl",
+        model="models/base",  # its tokenizer decodes free-text traces (reflection words)
     output:
         csv=report("results/pivot_alignment.csv", caption="report/alignment.rst",
                    category="Pivot alignment"),
@@ -213,13 +214,15 @@ rule alignment:
     params:
         h=section_hash("task"),
         stem=lambda w, output: output.png.removesuffix(".png"),
+        model=lambda w, input: "" if config["task"]["name"] in ("skillchain", "modchain")
+        else f"--model {input.model}",
     log:
         "logs/alignment.log",
     benchmark:
         "benchmarks/alignment.tsv"
     shell:
         "{PT} alignment --traces {input.traces} --pool {input.pool} --out {output.csv} "
-        "--figure {params.stem} > {log} 2>&1"
+        "--figure {params.stem} {params.model} > {log} 2>&1"
 
 
 rule select:

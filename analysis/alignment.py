@@ -4,7 +4,9 @@ For every scored pool trace (``results/scores/pool_traces.jsonl``: generated
 token ids and pivot positions) two sets of *target* tokens:
 
 - ``reflection``: tokens that are reflection words (the task's lexical
-  reflection vocabulary, e.g. ``wait``);
+  reflection vocabulary, e.g. ``wait``); for tasks other than the testbed's
+  (free text from a real tokenizer) the first token of each reflection word,
+  found by decoding the trace's token ids (:func:`token_reflection_positions`);
 - ``first_error``: the token where the trace first writes a wrong value
   (modchain: the first step result or final answer that differs from the
   chain's true value). READS LABELS: the true values are solved from the
@@ -12,6 +14,9 @@ token ids and pivot positions) two sets of *target* tokens:
 - ``step_result`` (a control): every token where the trace writes a step's
   result, right or wrong (modchain). If pivots fall near first errors no more
   often than near any result, they mark *writing a result*, not *going wrong*.
+
+``first_error`` and ``step_result`` need the testbed's step grammar; for free
+text they are not measured (rows with ``n_traces`` 0).
 
 A pivot *hits* a target within ``tolerance`` tokens. Precision = pivots that
 hit a target / pivots; recall = targets with a pivot within ``tolerance`` /
@@ -108,6 +113,31 @@ def reflection_positions(words: Sequence[str], vocabulary: Iterable[str]) -> lis
     return [i for i, w in enumerate(words) if w.lower() in vocab]
 
 
+def token_reflection_positions(pieces: Sequence[str], vocabulary: Iterable[str]) -> list[int]:
+    """Positions of the tokens where a reflection word starts, in decoded token pieces.
+
+    A word may span tokens (``re`` + ``check``); it is matched on the joined text
+    as a whole word, case-insensitively, and mapped to the token holding its first
+    character.
+
+    Examples:
+        >>> token_reflection_positions([" 3", " +", " 4", ".", " Wait", ",", " re", "check"],
+        ...                            {"wait", "recheck"})
+        [4, 6]
+    """
+    import re
+
+    words = sorted({w.lower() for w in vocabulary}, key=len, reverse=True)
+    if not words:
+        return []
+    pattern = re.compile(r"(?<![\w-])(?:" + "|".join(map(re.escape, words)) + r")(?![\w-])",
+                         re.IGNORECASE)
+    starts = np.cumsum([0] + [len(x) for x in pieces])[:-1]
+    text = "".join(pieces)
+    return sorted({int(np.searchsorted(starts, m.start(), side="right") - 1)
+                   for m in pattern.finditer(text)})
+
+
 def modchain_step_results(words: Sequence[str]) -> list[int]:
     """Positions of every step result ``r`` in ``name = v op k = r`` (modchain).
 
@@ -155,8 +185,12 @@ TOLERANCES = (0, 1, 2)
 
 def write_alignment(traces_jsonl, pool_jsonl, modulus: int | None, task_name: str,
                     out_csv, figure_stem=None,
-                    tolerances: Sequence[int] = TOLERANCES) -> pd.DataFrame:
-    """CLI entry (rule ``alignment``): one row per (target, tolerance) as CSV, and the figure."""
+                    tolerances: Sequence[int] = TOLERANCES, tokenizer=None) -> pd.DataFrame:
+    """CLI entry (rule ``alignment``): one row per (target, tolerance) as CSV, and the figure.
+
+    ``tokenizer``: decodes the traces' ``token_ids`` for the reflection targets of
+    tasks other than the testbed's (None: those traces have no targets).
+    """
     from pivottrace.core.io import read_jsonl
     from pivottrace.method.estimators import REFLECTION_WORDS
     from pivottrace.testbed.modchain import REFLECT, TESTBED_TASKS
@@ -173,6 +207,12 @@ def write_alignment(traces_jsonl, pool_jsonl, modulus: int | None, task_name: st
         return w if modchain and len(w) in (t["n_tokens"], t["n_tokens"] - 1) else None
 
     def targets_of(t) -> dict[str, list[int] | None]:
+        if not modchain:
+            ids = t.get("token_ids")
+            refl = None
+            if tokenizer is not None and isinstance(ids, list) and len(ids) == t["n_tokens"]:
+                refl = token_reflection_positions([tokenizer.decode([i]) for i in ids], vocab)
+            return {"reflection": refl, "first_error": None, "step_result": None}
         w = words(t)
         if w is None:
             return dict.fromkeys(("reflection", "first_error", "step_result"))

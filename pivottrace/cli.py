@@ -114,7 +114,13 @@ def cmd_alignment(a, cfg):
     from analysis.alignment import write_alignment
 
     task = cfg["task"]
-    write_alignment(a.traces, a.pool, task.get("modulus"), task["name"], a.out, a.figure)
+    tokenizer = None
+    if a.model:  # free-text traces: reflection words found by decoding the token ids
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(a.model)
+    write_alignment(a.traces, a.pool, task.get("modulus"), task["name"], a.out, a.figure,
+                    tokenizer=tokenizer)
 
 
 def cmd_train(a, cfg):
@@ -326,6 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--pool", required=True, help="pool JSONL (prompts)")
     s.add_argument("--out", required=True, help="CSV, one row per target and tolerance")
     s.add_argument("--figure", default=None, help="figure path stem (.png/.pdf/.csv are written)")
+    s.add_argument("--model", default=None, help="model directory whose tokenizer decodes free-text "
+                   "traces (tasks other than the testbed's)")
     s.set_defaults(fn=cmd_alignment)
 
     s = sub.add_parser("train", help="GRPO on a plan (gold answers through the oracle)")

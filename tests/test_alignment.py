@@ -77,3 +77,34 @@ def test_smoke_alignment_table_and_figure(smoke_run):
     assert (df["n_pivots"] <= pivots).all()
     for ext in ("png", "pdf", "csv"):
         assert (smoke_run / f"paper_figures/pivot_alignment.{ext}").stat().st_size > 0
+
+
+class _PieceTokenizer:
+    """Decodes id i to PIECES[i] (a stand-in for a real subword tokenizer)."""
+
+    PIECES = [" 3", " +", " 4", " =", " 8", ".", " Wait", ",", " re", "check", ":", " 7", "<eos>"]
+
+    def decode(self, ids):
+        return "".join(self.PIECES[i] for i in ids)
+
+
+def test_free_text_reflections_through_the_tokenizer(tmp_path):
+    """A task other than the testbed's: reflection targets come from the decoded token ids."""
+    from analysis.alignment import token_reflection_positions, write_alignment
+    from pivottrace.core.io import write_jsonl
+
+    ids = list(range(13))
+    trace = {"id": "p1", "k": 0, "completion": "3 + 4 = 8. Wait, recheck: 7", "pivots": [6, 11],
+             "n_tokens": 13, "token_ids": ids}
+    write_jsonl(tmp_path / "traces.jsonl", [trace])
+    write_jsonl(tmp_path / "pool.jsonl", [{"id": "p1", "prompt": "What is 3 + 4?", "difficulty": 0}])
+    assert token_reflection_positions(_PieceTokenizer.PIECES, {"wait", "recheck"}) == [6, 8]
+    df = write_alignment(tmp_path / "traces.jsonl", tmp_path / "pool.jsonl", None, "wordproblems",
+                         tmp_path / "a.csv", tokenizer=_PieceTokenizer(), tolerances=(0,))
+    row = df.set_index("target").loc["reflection"]
+    assert (row["n_traces"], row["n_pivots"], row["n_targets"]) == (1, 2, 2)
+    assert row["precision"] == 0.5 and row["recall"] == 0.5  # pivot 6 hits "Wait"; 8 is missed
+    assert df.set_index("target").loc["first_error", "n_traces"] == 0  # not measured on free text
+    none = write_alignment(tmp_path / "traces.jsonl", tmp_path / "pool.jsonl", None, "wordproblems",
+                           tmp_path / "b.csv", tolerances=(0,))
+    assert none.set_index("target").loc["reflection", "n_traces"] == 0  # no tokenizer, no targets
