@@ -178,3 +178,26 @@ def test_smollm2_calibration_dag_dry_run(tmp_path):
     resolved = json.loads(json.dumps(yaml.safe_load((tmp_path / "runs" / "config").read_text()))) \
         if (tmp_path / "runs" / "config").is_file() else None
     assert resolved is None or resolved["task"]["name"] == "wordproblems"
+
+
+def test_linked_base_model_shares_no_snakemake_marker(tiny, tmp_path):
+    """models/base linked from a rule's output directory must not share its timestamp file.
+
+    Snakemake touches ``<dir>/.snakemake_timestamp`` of a directory output; a hard link of
+    it into models/base made every touch of models/base also touch models/smollm2, so
+    each later invocation reran the DAG from the data rule.
+    """
+    import os
+    import shutil
+
+    from pivottrace.testbed.build import link_base
+
+    src = tmp_path / "smollm2"
+    shutil.copytree(tiny["model"], src)
+    (src / ".snakemake_timestamp").touch()
+    os.utime(src / ".snakemake_timestamp", (1, 1))
+    link_base(src, tmp_path / "base")
+    assert not (tmp_path / "base" / ".snakemake_timestamp").exists()
+    assert (tmp_path / "base" / "config.json").is_file()
+    (tmp_path / "base" / ".snakemake_timestamp").touch()
+    assert os.stat(src / ".snakemake_timestamp").st_mtime == 1

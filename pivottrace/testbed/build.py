@@ -24,6 +24,10 @@ def link_base(src: Path, out_dir: Path) -> dict:
     Files are hard-linked where the file system allows (no copy of multi-GB
     weights), else copied; the source is checked first (config, weights,
     tokenizer), so a missing or broken directory fails here, naming it.
+    Snakemake's marker files are not linked: a shared ``.snakemake_timestamp``
+    would make touching ``models/base`` touch the source directory too (when the
+    source is itself a rule's output, e.g. ``models/smollm2``), and every later
+    invocation would rerun the whole DAG from the data rule.
     """
     import os
     import shutil
@@ -41,7 +45,7 @@ def link_base(src: Path, out_dir: Path) -> dict:
 
     with atomic_dir(out_dir) as tmp:
         shutil.copytree(src, tmp, dirs_exist_ok=True, copy_function=link_or_copy,
-                        ignore=shutil.ignore_patterns(".git", ".cache"))
+                        ignore=shutil.ignore_patterns(".git", ".cache", ".snakemake*"))
         summary = {"source": str(src.resolve()), "linked": True}
         write_json(tmp / "build.json", summary)
     log.info("base model: linked %s -> %s", src, out_dir)
