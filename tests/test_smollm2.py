@@ -3,7 +3,8 @@
 - conversion round trip: the saved plain HF directory gives the same logits as the
   GGUF-loaded model on a fixed chat prompt, and carries no quantization config;
 - a clear error naming the extra when the package is missing;
-- (slow) the smoke path on CPU: score 4 prompts under the tracer, 2 GRPO steps.
+- the smoke path on CPU: score 4 prompts under the tracer, 2 GRPO steps (about 30 s
+  beside the conversion).
 
 CI installs the extra (.ci/run), so the round trip runs there; elsewhere it is skipped.
 """
@@ -79,7 +80,6 @@ def test_conversion_round_trip(converted):
 
 
 @needs_extra
-@pytest.mark.slow
 def test_smoke_score_and_grpo_on_cpu(converted, tmp_path, tiny):
     """Score 4 prompts under the streaming tracer and run 2 GRPO steps of the real model."""
     from pivottrace.core.config import deep_merge, load_config
@@ -112,7 +112,7 @@ def test_smoke_score_and_grpo_on_cpu(converted, tmp_path, tiny):
     write_jsonl(data / "sft.jsonl", [])
     plan = tmp_path / "plan.json"
     write_plan(Plan("full", 1.0, 0, True, "majority", dict.fromkeys(pool.ids, "annotate"), {}), plan)
-    summary = run_training(cfg, plan, data, out, 0, tmp_path / "work", tmp_path / "out" / "model",
-                           tmp_path / "out" / "train.json", tmp_path / "out" / "ledger.json")
+    run_training(cfg, plan, data, out, 0, tmp_path / "work", tmp_path / "out" / "model",
+                 tmp_path / "out" / "train.json", tmp_path / "out" / "ledger.json")
     assert (tmp_path / "out" / "model" / "config.json").is_file()
-    assert summary is None or isinstance(summary, dict)
+    assert json.loads((tmp_path / "out" / "train.json").read_text())["steps"] == 2

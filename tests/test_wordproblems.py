@@ -201,3 +201,20 @@ def test_linked_base_model_shares_no_snakemake_marker(tiny, tmp_path):
     assert (tmp_path / "base" / "config.json").is_file()
     (tmp_path / "base" / ".snakemake_timestamp").touch()
     assert os.stat(src / ".snakemake_timestamp").st_mtime == 1
+
+
+def test_smollm2_whole_grid_dry_run_with_gpu_overlay(tmp_path):
+    """The same config with the GPU overlay resolves the whole grid: selection, GRPO, lm-eval."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "results/table1.csv", "-n", "-s", str(REPO / "Snakefile"),
+         "--directory", str(tmp_path), "--cores", "16", "--configfile", str(SMOLLM2),
+         str(REPO / "configs" / "gpu.yaml")],
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = {p[0]: int(p[1]) for p in (line.split() for line in proc.stdout.splitlines())
+            if len(p) == 2 and p[1].isdigit()}
+    cfg = load_config(SMOLLM2)
+    e = cfg["experiment"]
+    per_budget = {"full", "unsupervised"}
+    n_runs = sum(len(e["seeds"]) * (1 if m in per_budget else len(e["budgets"])) for m in e["methods"])
+    assert jobs["train"] == n_runs and jobs["smollm2"] == 1 and jobs["evaluate"] >= n_runs
