@@ -95,7 +95,7 @@ def test_every_rule_runs_one_cli_verb():
         shell = re.search(r"^    shell:\n(.*)", body, flags=re.M | re.S)
         assert shell, f"rule {name} has no shell: (a run: block would bypass the atomic CLI writes)"
         # {PT} = pivottrace --config ...; {TRAIN_PT} = the same CLI under a launcher (accelerate)
-        used = re.findall(r"\{(?:TRAIN_)?PT\} ([a-z-]+)", shell.group(1))
+        used = re.findall(r"\{(?:TRAIN_)?PT\} ([a-z0-9-]+)", shell.group(1))
         assert len(used) == 1 and used[0] in verbs, (name, used)
         assert "{output" not in re.split(r"\{(?:TRAIN_)?PT\}", shell.group(1))[0], \
             f"rule {name} writes before the CLI"
