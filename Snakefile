@@ -214,15 +214,13 @@ rule alignment:
     params:
         h=section_hash("task"),
         stem=lambda w, output: output.png.removesuffix(".png"),
-        model=lambda w, input: "" if config["task"]["name"] in ("skillchain", "modchain")
-        else f"--model {input.model}",
     log:
         "logs/alignment.log",
     benchmark:
         "benchmarks/alignment.tsv"
     shell:
         "{PT} alignment --traces {input.traces} --pool {input.pool} --out {output.csv} "
-        "--figure {params.stem} {params.model} > {log} 2>&1"
+        "--figure {params.stem} --model {input.model} > {log} 2>&1"
 
 
 rule select:

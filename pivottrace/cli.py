@@ -115,7 +115,7 @@ def cmd_alignment(a, cfg):
 
     task = cfg["task"]
     tokenizer = None
-    if a.model:  # free-text traces: reflection words found by decoding the token ids
+    if a.model:  # decodes free-text traces (reflection words); the testbed's need none
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(a.model)

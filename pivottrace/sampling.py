@@ -129,6 +129,18 @@ def _batches(model, tokenizer, prompts, k, do_sample, temperature, max_new_token
     bar.close()
 
 
+def chat_prompt(tokenizer, user: str, system: str | None = None) -> str:
+    """``user`` (after an optional ``system`` turn) in the tokenizer's chat template, as text.
+
+    The generation prompt is appended; the result is sampled as is (the loop adds no
+    special tokens, so the template's own markers are the whole framing).
+    """
+    messages = [{"role": "user", "content": user}]
+    if system is not None:
+        messages.insert(0, {"role": "system", "content": system})
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
 def decode(tokenizer, token_ids: list[int]) -> str:
     """A completion's text: its ids up to EOS, special tokens removed, stripped."""
     return tokenizer.decode(token_ids, skip_special_tokens=True).strip()

@@ -80,11 +80,11 @@ def test_conversion_round_trip(converted):
 
 
 @needs_extra
-def test_smoke_score_and_grpo_on_cpu(converted, tmp_path, tiny):
+def test_smoke_score_and_grpo_on_cpu(converted, tmp_path):
     """Score 4 prompts under the streaming tracer and run 2 GRPO steps of the real model."""
     from pivottrace.core.config import deep_merge, load_config
-    from pivottrace.core.io import write_jsonl
-    from pivottrace.data.pool import Plan, PoolItem, UnlabeledPool, write_plan
+    from pivottrace.data.pool import Plan, load_pool, write_plan
+    from pivottrace.data.wordproblems import make_wordproblems
     from pivottrace.method.scoring import score_pool
     from pivottrace.rl.train import run_training
     from tests.test_wordproblems import SMOLLM2
@@ -98,18 +98,12 @@ def test_smoke_score_and_grpo_on_cpu(converted, tmp_path, tiny):
                            "grpo": {"max_steps": 2, "prompts_per_step": 2, "num_generations": 2,
                                     "max_completion_length": 16, "eval_every": 2, "dev_n": 2,
                                     "save_steps": 2}})
-    from pivottrace.data.wordproblems import make_wordproblems
-
     data = tmp_path / "data"
     make_wordproblems(cfg["task"], data)
-    from pivottrace.data.pool import load_pool
-
     pool = load_pool(data / "pool.jsonl")
-    scores, traces = score_pool(out, UnlabeledPool(tuple(PoolItem(i.id, i.prompt, i.difficulty)
-                                                         for i in pool)), cfg, progress=False)
+    scores, traces = score_pool(out, pool, cfg, progress=False)
     assert len(scores) == 4 and len(traces) == 8
     assert scores["pivot_density"].notna().all()
-    write_jsonl(data / "sft.jsonl", [])
     plan = tmp_path / "plan.json"
     write_plan(Plan("full", 1.0, 0, True, "majority", dict.fromkeys(pool.ids, "annotate"), {}), plan)
     run_training(cfg, plan, data, out, 0, tmp_path / "work", tmp_path / "out" / "model",

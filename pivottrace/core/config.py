@@ -82,25 +82,24 @@ def validate(config: dict, source: str = "config") -> dict:
     return config
 
 
+LOCAL_MODEL_TASKS = {"math": "math", "wordproblems": "gsm8k"}
+"""Tasks run on an existing local model (``model.path``), each with its own config section
+(``task.<name>``) and the verifier it must use."""
+
+
 def _check_cross_fields(c: dict, source: str) -> None:
-    if c["task"]["name"] == "math":
-        if "math" not in c["task"]:
-            raise ConfigError(f"{source}: key 'task.math': required when task.name is 'math'")
-        if c["task"]["verifier"] != "math":
-            raise ConfigError(f"{source}: key 'task.verifier': must be 'math' when task.name is 'math'")
+    name = c["task"]["name"]
+    if name in LOCAL_MODEL_TASKS:
+        if name not in c["task"]:
+            raise ConfigError(f"{source}: key 'task.{name}': required when task.name is {name!r}")
+        verifier = LOCAL_MODEL_TASKS[name]
+        if c["task"]["verifier"] != verifier:
+            raise ConfigError(f"{source}: key 'task.verifier': must be {verifier!r} when task.name "
+                              f"is {name!r}")
         if not c["model"].get("path"):
-            raise ConfigError(f"{source}: key 'model.path': task 'math' needs an existing local "
-                              "model directory (the from-scratch reasoner is built for modchain only)")
-    if c["task"]["name"] == "wordproblems":
-        if "wordproblems" not in c["task"]:
-            raise ConfigError(f"{source}: key 'task.wordproblems': required when task.name is "
-                              "'wordproblems'")
-        if c["task"]["verifier"] != "gsm8k":
-            raise ConfigError(f"{source}: key 'task.verifier': must be 'gsm8k' when task.name is "
-                              "'wordproblems'")
-        if not c["model"].get("path"):
-            raise ConfigError(f"{source}: key 'model.path': task 'wordproblems' needs a pretrained "
-                              "local model directory (e.g. models/smollm2)")
+            raise ConfigError(f"{source}: key 'model.path': task {name!r} needs an existing local "
+                              "model directory (the from-scratch reasoner is built for the "
+                              "testbed tasks only)")
     splits = c["task"]["splits"]
     for name, s in splits.items():
         if s["min_steps"] > s["max_steps"]:

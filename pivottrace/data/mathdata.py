@@ -32,7 +32,7 @@ import random
 import re
 from pathlib import Path
 
-from pivottrace.core.io import DataError, read_jsonl, write_jsonl
+from pivottrace.core.io import DataError, read_jsonl
 from pivottrace.data.real import (
     COMPETITION_TEMPLATE,
     GOLD_CHECKERS,
@@ -40,6 +40,7 @@ from pivottrace.data.real import (
     _apply,
     _row_lines,
 )
+from pivottrace.data.splits import write_task_files
 
 SPLITS = ("pool", "dev", "test", "test_hard")
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
@@ -180,12 +181,6 @@ def make_math(task: dict, out_dir: Path) -> dict[str, int]:
         empty = [n for n, rows in (("pool", pool), ("test", splits["test"]),
                                    ("test_hard", splits["test_hard"])) if not rows]
         raise ValueError(f"task.math: split(s) {empty} are empty")
-    out_dir = Path(out_dir)
-    write_jsonl(out_dir / "pool_gold.jsonl", [{"id": r["id"], "answer": r["answer"]} for r in pool])
-    write_jsonl(out_dir / "pool.jsonl",
-                [{k: r[k] for k in ("id", "prompt", "difficulty")} for r in pool])
-    for name in ("dev", "test", "test_hard"):
-        write_jsonl(out_dir / f"{name}.jsonl", splits[name])
-    write_jsonl(out_dir / "sft.jsonl", [])
+    write_task_files(out_dir, pool, splits)
     return {"pool": len(pool), "dev": len(splits["dev"]), "test": len(splits["test"]),
             "test_hard": len(splits["test_hard"]), "sft": 0, "dropped_overlap": dropped}

@@ -7,11 +7,24 @@ The files are those of docs/INTERFACES.md; the embedded testbed writes them with
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from pivottrace.core.io import DataError, jsonl_row_lines, read_jsonl
+from pivottrace.core.io import DataError, jsonl_row_lines, read_jsonl, write_jsonl
 
 LABELED_FIELDS = {"id": str, "prompt": str, "answer": str, "difficulty": int}
+
+
+def write_task_files(out_dir: str | Path, pool: list[dict], labeled: Mapping[str, list[dict]],
+                     sft: Iterable[dict] = ()) -> None:
+    """Write a task's data files: the pool without answers plus ``pool_gold.jsonl`` (the
+    oracle's), ``dev``/``test``/``test_hard`` (labeled rows as given) and ``sft.jsonl``."""
+    out_dir = Path(out_dir)
+    write_jsonl(out_dir / "pool_gold.jsonl", [{"id": r["id"], "answer": r["answer"]} for r in pool])
+    write_jsonl(out_dir / "pool.jsonl", [{k: r[k] for k in ("id", "prompt", "difficulty")} for r in pool])
+    for name in ("dev", "test", "test_hard"):
+        write_jsonl(out_dir / f"{name}.jsonl", labeled[name])
+    write_jsonl(out_dir / "sft.jsonl", list(sft))
 
 
 def gold_problem(answer: str, verifier: str | None, modulus: int | None = None) -> str | None:

@@ -44,7 +44,8 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from pivottrace.core.io import DataError, write_jsonl
+from pivottrace.core.io import DataError
+from pivottrace.data.splits import write_task_files
 
 SPLITS = ("test", "test_hard", "dev", "pool")
 """Drawn in this order, so no pool prompt repeats an evaluation prompt."""
@@ -135,6 +136,8 @@ def chat_renderer(model_dir: str | Path, instruction: str = INSTRUCTION, system:
     """
     from transformers import AutoTokenizer
 
+    from pivottrace.sampling import chat_prompt
+
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise DataError(f"{model_dir}: task.wordproblems.chat_model: model directory not found")
@@ -144,10 +147,7 @@ def chat_renderer(model_dir: str | Path, instruction: str = INSTRUCTION, system:
                         "template")
 
     def render(text: str) -> str:
-        messages = [{"role": "user", "content": f"{text}\n{instruction}" if instruction else text}]
-        if system is not None:
-            messages.insert(0, {"role": "system", "content": system})
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return chat_prompt(tokenizer, f"{text}\n{instruction}" if instruction else text, system)
 
     return render
 
@@ -200,11 +200,5 @@ def make_wordproblems(task: dict, out_dir: Path) -> dict[str, int]:
         extra = _gsm8k_rows(g, task["seed"], taken)
         rows["pool"] += [{"id": r["id"], "prompt": render(r["prompt"]), "answer": r["answer"],
                           "difficulty": int(g.get("difficulty", 9))} for r in extra]
-    out_dir = Path(out_dir)
-    pool = rows["pool"]
-    write_jsonl(out_dir / "pool_gold.jsonl", [{"id": r["id"], "answer": r["answer"]} for r in pool])
-    write_jsonl(out_dir / "pool.jsonl", [{k: r[k] for k in ("id", "prompt", "difficulty")} for r in pool])
-    for name in ("dev", "test", "test_hard"):
-        write_jsonl(out_dir / f"{name}.jsonl", rows[name])
-    write_jsonl(out_dir / "sft.jsonl", [])
+    write_task_files(out_dir, rows["pool"], rows)
     return {name: len(rows[name]) for name in SPLITS} | {"sft": 0}

@@ -51,6 +51,7 @@ from pivottrace.method.scoring import SCORE_COLUMNS, score_pool, scoring_config,
 from pivottrace.method.selection import resolve_method, select
 from pivottrace.method.triage import rank_desc
 from pivottrace.method.tuning import PIVOT_KEYS, apply_choice
+from pivottrace.sampling import chat_prompt
 from pivottrace.testbed.modchain import TESTBED_TASKS
 
 log = logging.getLogger(__name__)
@@ -121,14 +122,11 @@ def load_prompts(path, *, prompt_field: str = "prompt", id_field: str = "id") ->
 def render_prompt(tokenizer, prompt: str, chat_template: bool = True) -> str:
     """The text sampled from: the prompt as a user turn of the tokenizer's chat template.
 
-    With ``chat_template`` and a tokenizer that has one, the template is applied
-    with the generation prompt (the sampling loop adds no special tokens, so
-    the template's own markers are the whole framing); otherwise the prompt
-    is returned unchanged.
+    With ``chat_template`` and a tokenizer that has one,
+    :func:`~pivottrace.sampling.chat_prompt`; otherwise the prompt unchanged.
     """
     if chat_template and getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template([{"role": "user", "content": prompt}],
-                                             tokenize=False, add_generation_prompt=True)
+        return chat_prompt(tokenizer, prompt)
     return prompt
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from pivottrace.core.io import write_jsonl
+from pivottrace.data.splits import write_task_files
 from pivottrace.testbed import modchain as mc
 from pivottrace.testbed import skills
 
@@ -56,17 +56,8 @@ def make_modchain(task: dict, out_dir: Path) -> dict[str, int]:
         return [{"id": f"{name}-{i:05d}", "prompt": p.prompt, "answer": p.answer,
                  "difficulty": p.difficulty} for i, p in enumerate(problems[name])]
 
-    out_dir = Path(out_dir)
-    counts = {}
-    pool = rows("pool")
-    write_jsonl(out_dir / "pool_gold.jsonl", [{"id": r["id"], "answer": r["answer"]} for r in pool])
-    write_jsonl(out_dir / "pool.jsonl", [{k: r[k] for k in ("id", "prompt", "difficulty")} for r in pool])
-    counts["pool"] = len(pool)
-    for name in ("dev", "test", "test_hard"):
-        write_jsonl(out_dir / f"{name}.jsonl", rows(name))
-        counts[name] = len(problems[name])
-    write_jsonl(out_dir / "sft.jsonl", [
+    split_rows = {name: rows(name) for name in ("pool", "dev", "test", "test_hard")}
+    write_task_files(out_dir, split_rows["pool"], split_rows, [
         {"id": f"sft-{i:06d}", "prompt": p.prompt, "completion": trace(p),
          "answer": p.answer, "difficulty": p.difficulty} for i, p in enumerate(sft)])
-    counts["sft"] = len(sft)
-    return counts
+    return {name: len(r) for name, r in split_rows.items()} | {"sft": len(sft)}
