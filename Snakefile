@@ -183,6 +183,7 @@ rule calibration:
     input:
         scores="results/scores/pool_scores.csv",
         oracle="results/scores/pool_oracle.csv",
+        alignment="results/pivot_alignment.csv",
     output:
         csv=report("results/calibration.csv", caption="report/calibration.rst", category="Calibration"),
         bins="results/calibration_bins.csv",
@@ -197,7 +198,7 @@ rule calibration:
         "benchmarks/calibration.tsv"
     shell:
         "{PT} calibration --scores {input.scores} --oracle {input.oracle} --out {output.csv} "
-        "--out-bins {output.bins} --figure {params.stem} > {log} 2>&1"
+        "--out-bins {output.bins} --figure {params.stem} --alignment {input.alignment} > {log} 2>&1"
 
 
 rule alignment:
@@ -243,7 +244,10 @@ rule select:
 
 # Training and evaluation run one thread per job: two runs share the 2 cores of the default
 # machine (a width-128 model scales poorly across threads), and a run's numbers do not depend
-# on the core count of the machine.
+# on the core count of the machine. A trained model is evaluated (lm-eval, test and test_hard)
+# by the train job itself, right after it is saved: the same `pivottrace evaluate` code on the
+# saved directory, one process start instead of two (~10 s of imports a run on CPU); so a
+# change to `eval` reruns training too. Rule evaluate covers the base model.
 rule train:
     input:
         plan=RUN + "/plan.json",
@@ -253,8 +257,9 @@ rule train:
         model=directory(RUN + "/model"),
         summary=RUN + "/train.json",
         ledger=RUN + "/ledger.json",
+        eval=RUN + "/eval.json",
     params:
-        h=section_hash("grpo", "runtime"),
+        h=section_hash("grpo", "runtime", "eval"),
         work=RUN + "/ckpt",
     threads: 1
     log:
@@ -264,27 +269,27 @@ rule train:
     shell:
         "PIVOTTRACE_THREADS={threads} {TRAIN_PT} train --plan {input.plan} --data data "
         "--model {input.model} --seed {wildcards.seed} --work {params.work} "
-        "--out-model {output.model} --summary {output.summary} --ledger {output.ledger} > {log} 2>&1"
+        "--out-model {output.model} --summary {output.summary} --ledger {output.ledger} "
+        "--eval-out {output.eval} > {log} 2>&1"
 
 
-def eval_model(w):
-    return "models/base" if w.method == "base" else f"runs/{w.method}/{w.budget}/{w.seed}/model"
+ruleorder: evaluate > train  # the base model's eval.json (train's pattern would match it too)
 
 
 rule evaluate:
     input:
-        model=eval_model,
+        model="models/base",
         test="data/test.jsonl",
         test_hard="data/test_hard.jsonl",
     output:
-        RUN + "/eval.json",
+        "runs/base/{budget}/{seed}/eval.json",
     params:
         h=section_hash("eval", "runtime"),
     threads: 1
     log:
-        "logs/" + RUN + "/evaluate.log",
+        "logs/runs/base/{budget}/{seed}/evaluate.log",
     benchmark:
-        "benchmarks/" + RUN + "/evaluate.tsv"
+        "benchmarks/runs/base/{budget}/{seed}/evaluate.tsv"
     shell:
         "PIVOTTRACE_THREADS={threads} {PT} evaluate --model {input.model} --data data "
         "--out {output} > {log} 2>&1"

@@ -73,6 +73,13 @@ N_BINS = 5
 
 SUMMARY_COLUMNS = ["estimator", "uses_labels", "n", "n_failures", "failure_rate", "auroc",
                    "auroc_unsolved", "spearman_rho", "spearman_p", "note"]
+ALIGNMENT_TARGETS = ("reflection", "first_error")
+"""Targets of the pivot-alignment columns (``results/pivot_alignment.csv``)."""
+ALIGNMENT_TOLERANCE = 1
+"""Tolerance in tokens of the alignment columns and of claim (e)."""
+ALIGNMENT_COLUMNS = [f"{t}_{m}" for t in ALIGNMENT_TARGETS
+                     for m in ("precision", "recall", "precision_lift", "recall_lift")]
+"""Pivot alignment beside the AUROCs: filled on the ``pivot_density`` row only (NaN elsewhere)."""
 BIN_COLUMNS = ["estimator", "uses_labels", "bin", "n", "lo", "hi", "mean_estimate",
                "quantile_mid", "failure_rate", "failure_rate_lo", "failure_rate_hi",
                "mean_pass_rate"]
@@ -307,13 +314,48 @@ def plot_calibration(summary_csv, bins_csv, out_png_pdf_stem) -> list[Path]:
     return save_figure(fig, stem, data)
 
 
+def with_alignment(summary: pd.DataFrame, alignment_csv) -> pd.DataFrame:
+    """``summary`` with :data:`ALIGNMENT_COLUMNS` from the pivot-alignment table.
+
+    Precision and recall of attention pivots against reflection tokens and against the
+    step where a trace first goes wrong, at :data:`ALIGNMENT_TOLERANCE` tokens, and each
+    one's lift over pivots placed at random at the same density (:mod:`analysis.alignment`).
+    They describe pivot density's pivots, so only that row is filled; a target the table
+    lacks (e.g. ``first_error`` on free text) stays NaN.
+
+    Raises:
+        DataError: the alignment table lacks a column or the tolerance.
+    """
+    df = pd.read_csv(alignment_csv)
+    need = {"target", "tolerance", "precision", "recall", "precision_lift", "recall_lift"}
+    if missing := need - set(df.columns):
+        raise DataError(f"{alignment_csv}: missing column(s) {sorted(missing)}")
+    at = df[df.tolerance == ALIGNMENT_TOLERANCE].set_index("target")
+    if at.empty:
+        raise DataError(f"{alignment_csv}: no row at tolerance {ALIGNMENT_TOLERANCE}")
+    out = summary.copy()
+    pivots = out.estimator == "pivot_density"
+    for col in ALIGNMENT_COLUMNS:
+        target, metric = next((t, col[len(t) + 1:]) for t in ALIGNMENT_TARGETS
+                              if col.startswith(t + "_"))
+        out[col] = math.nan
+        if target in at.index:
+            out.loc[pivots, col] = float(at.loc[target, metric])
+    return out
+
+
 def calibration_and_write(scores_csv, oracle_csv, out_csv, out_bins_csv, fig_stem,
-                          n_bins: int = N_BINS) -> tuple[pd.DataFrame, pd.DataFrame]:
+                          n_bins: int = N_BINS,
+                          alignment_csv=None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """CLI entry: ``results/calibration.csv``, ``results/calibration_bins.csv`` and the figure.
 
-    Writes everything atomically; returns ``(summary, bins)``.
+    With ``alignment_csv`` (``results/pivot_alignment.csv``) the summary also carries
+    :data:`ALIGNMENT_COLUMNS` (:func:`with_alignment`). Writes everything atomically;
+    returns ``(summary, bins)``.
     """
     summary = calibration(scores_csv, oracle_csv)
+    if alignment_csv is not None:
+        summary = with_alignment(summary, alignment_csv)
     bins = reliability_bins(scores_csv, oracle_csv, n_bins=n_bins)
     _write_csv(summary, out_csv)
     _write_csv(bins, out_bins_csv)
@@ -321,6 +363,6 @@ def calibration_and_write(scores_csv, oracle_csv, out_csv, out_bins_csv, fig_ste
     return summary, bins
 
 
-__all__ = ["BIN_COLUMNS", "ESTIMATORS", "FAILURE_THRESHOLD", "READS_LABELS", "SUMMARY_COLUMNS",
+__all__ = ["ALIGNMENT_COLUMNS", "ALIGNMENT_TOLERANCE", "BIN_COLUMNS", "ESTIMATORS", "FAILURE_THRESHOLD", "READS_LABELS", "SUMMARY_COLUMNS",
            "USES_LABELS", "calibration", "calibration_and_write", "display_name", "figure_data",
-           "load_merged", "plot_calibration", "reliability_bins"]
+           "load_merged", "plot_calibration", "reliability_bins", "with_alignment"]

@@ -33,6 +33,7 @@ import pandas as pd
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
+from analysis.calibration import ALIGNMENT_TOLERANCE
 from analysis.controls import (
     arm,
     curve_resolved,
@@ -194,7 +195,7 @@ def claim_d(records: pd.DataFrame) -> dict:
 
 def claim_e(alignment_csv) -> dict:
     df = pd.read_csv(alignment_csv)
-    row = df[(df.target == "reflection") & (df.tolerance == 1)]
+    row = df[(df.target == "reflection") & (df.tolerance == ALIGNMENT_TOLERANCE)]
     metric = "reflection precision lift over random placement, tolerance 1 token (recall lift in ci)"
     if row.empty or row.n_pivots.iloc[0] == 0:
         return _row("e", "pivots are metacognitive", metric, math.nan, math.nan, math.nan,

@@ -107,7 +107,8 @@ def cmd_oracle_scores(a, cfg):
 def cmd_calibration(a, cfg):
     from analysis.calibration import calibration_and_write
 
-    calibration_and_write(a.scores, a.oracle, a.out, a.out_bins, a.figure)
+    calibration_and_write(a.scores, a.oracle, a.out, a.out_bins, a.figure,
+                          alignment_csv=a.alignment)
 
 
 def cmd_alignment(a, cfg):
@@ -129,16 +130,24 @@ def cmd_train(a, cfg):
     _threads()
     run_training(cfg, Path(a.plan), Path(a.data), Path(a.model), a.seed, Path(a.work),
                  Path(a.out_model), Path(a.summary), Path(a.ledger))
+    if a.eval_out and int(os.environ.get("RANK", "0")) == 0:  # one evaluator under accelerate
+        # the saved model, exactly as `pivottrace evaluate` would load it; one process start
+        # (torch, transformers, lm-eval imports: ~10 s a run on CPU) instead of two
+        _evaluate(cfg, a.out_model, Path(a.data), a.eval_out)
 
 
 def cmd_evaluate(a, cfg):
+    _threads()
+    _evaluate(cfg, a.model, Path(a.data), a.out)
+
+
+def _evaluate(cfg: dict, model_dir, data: Path, out) -> None:
+    """lm-eval on ``test`` and ``test_hard`` of ``data``: the ``eval.json`` of rules train and evaluate."""
     from pivottrace.core.runtime import model_dtype, resolve_device
     from pivottrace.rl.evaluate import write_eval
 
-    _threads()
-    data = Path(a.data)
-    write_eval(a.model, {"test": data / "test.jsonl", "test_hard": data / "test_hard.jsonl"},
-               a.out, verifier=cfg["task"]["verifier"], max_new_tokens=cfg["eval"]["max_new_tokens"],
+    write_eval(model_dir, {"test": data / "test.jsonl", "test_hard": data / "test_hard.jsonl"},
+               out, verifier=cfg["task"]["verifier"], max_new_tokens=cfg["eval"]["max_new_tokens"],
                batch_size=cfg["eval"]["batch_size"], device=str(resolve_device(cfg)),
                dtype=str(model_dtype(cfg)).removeprefix("torch."))
 
@@ -324,6 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.add_argument("--out-bins", required=True)
     s.add_argument("--figure", required=True, help="figure path stem (.png/.pdf/.csv are written)")
+    s.add_argument("--alignment", help="pivot alignment CSV (rule alignment): its precision, recall "
+                   "and lifts at tolerance 1 join the pivot_density row")
     s.set_defaults(fn=cmd_calibration)
 
     s = sub.add_parser("alignment", help="pivots against reflections and first errors, with lift "
@@ -345,6 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out-model", required=True)
     s.add_argument("--summary", required=True)
     s.add_argument("--ledger", required=True)
+    s.add_argument("--eval-out", help="then evaluate the saved model on test and test_hard "
+                   "(what `pivottrace evaluate --out` writes) in the same process")
     s.set_defaults(fn=cmd_train)
 
     s = sub.add_parser("evaluate", help="lm-eval on test and test_hard")

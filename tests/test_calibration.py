@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from analysis.calibration import (
+    ALIGNMENT_COLUMNS,
     BIN_COLUMNS,
     ESTIMATORS,
     SUMMARY_COLUMNS,
@@ -16,6 +17,7 @@ from analysis.calibration import (
     calibration_and_write,
     load_merged,
     reliability_bins,
+    with_alignment,
 )
 from pivottrace.core.io import DataError
 
@@ -108,3 +110,53 @@ def test_write_and_figure(files, tmp_path):
     assert set(drawn["panel"]) == {"auroc", "reliability"}
     assert "oracle_learnability (reads labels)" in set(drawn["label"])
     assert pd.read_csv(out)["estimator"].tolist() == list(ESTIMATORS)
+
+
+def _alignment_table(targets=("reflection", "first_error", "step_result")) -> pd.DataFrame:
+    rows = []
+    for tol in (0, 1, 2):
+        for i, t in enumerate(targets):
+            rows.append({"target": t, "tolerance": tol, "n_traces": 10, "n_pivots": 40,
+                         "n_targets": 12, "precision": 0.1 * (i + 1) + tol, "recall": 0.05 + tol,
+                         "precision_random": 0.02, "recall_random": 0.03,
+                         "precision_lift": 5.0 + i + tol, "recall_lift": 1.5 + tol})
+    return pd.DataFrame(rows)
+
+
+def test_alignment_joins_the_pivot_density_row_at_tolerance_one(files, tmp_path):
+    """Issue 11 item 4: pivot precision/recall and lifts beside the AUROCs in calibration.csv."""
+    align = tmp_path / "align.csv"
+    _alignment_table().to_csv(align, index=False)
+    out = tmp_path / "calibration.csv"
+    calibration_and_write(files / "scores.csv", files / "oracle.csv", out, tmp_path / "bins.csv",
+                          tmp_path / "calib", alignment_csv=align)
+    df = pd.read_csv(out).set_index("estimator")
+    assert list(df.columns[-len(ALIGNMENT_COLUMNS):]) == ALIGNMENT_COLUMNS
+    row = df.loc["pivot_density"]
+    assert row["reflection_precision"] == pytest.approx(1.1)  # tolerance 1, not 0 or 2
+    assert row["reflection_precision_lift"] == pytest.approx(6.0)
+    assert row["first_error_precision"] == pytest.approx(1.2)
+    assert row["first_error_recall_lift"] == pytest.approx(2.5)
+    assert df.drop(index="pivot_density")[ALIGNMENT_COLUMNS].isna().all().all()
+
+
+def test_alignment_without_first_error_leaves_it_nan(files):
+    summary = calibration(files / "scores.csv", files / "oracle.csv")
+    out = with_alignment(summary, _write(_alignment_table(targets=("reflection",)), files / "a.csv"))
+    row = out.set_index("estimator").loc["pivot_density"]
+    assert row["reflection_recall"] == pytest.approx(1.05)
+    assert math.isnan(row["first_error_precision"])
+
+
+def test_alignment_table_without_the_tolerance_is_an_error(files):
+    table = _alignment_table()
+    summary = calibration(files / "scores.csv", files / "oracle.csv")
+    with pytest.raises(DataError, match="no row at tolerance 1"):
+        with_alignment(summary, _write(table[table.tolerance != 1], files / "a.csv"))
+    with pytest.raises(DataError, match="missing column"):
+        with_alignment(summary, _write(table.drop(columns=["recall_lift"]), files / "a.csv"))
+
+
+def _write(df: pd.DataFrame, path):
+    df.to_csv(path, index=False)
+    return path

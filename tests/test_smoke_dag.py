@@ -105,7 +105,16 @@ def test_a_runtime_change_reruns_evaluation(smoke_run, tmp_path):
     override = tmp_path / "runtime.yaml"
     override.write_text("runtime:\n  device: cpu\n")  # smoke leaves runtime unset
     jobs = _dry_run_jobs(smoke_run, override)
-    assert jobs.get("evaluate", 0) >= 4 and jobs.get("train", 0) >= 3, jobs
+    # trained models are evaluated by their train job; rule evaluate is the base model's
+    assert jobs.get("evaluate", 0) == 1 and jobs.get("train", 0) >= 3, jobs
+
+
+def test_an_eval_change_reruns_the_train_jobs_that_evaluate(smoke_run, tmp_path):
+    override = tmp_path / "eval.yaml"
+    override.write_text("eval:\n  max_new_tokens: 100\n")
+    jobs = _dry_run_jobs(smoke_run, override)
+    assert jobs.get("evaluate", 0) == 1 and jobs.get("train", 0) >= 3, jobs
+    assert "base_model" not in jobs and "select" not in jobs, jobs
 
 
 def test_every_file_a_rule_writes_is_declared(smoke_run):
@@ -138,3 +147,29 @@ def test_report_holds_table_calibration_alignment_and_figures(smoke_run, tmp_pat
                  "base_model.json", "pivot_tuning.csv", "controls.csv", "claims.csv",
                  "base_pass_rates.png"):
         assert name in html, name
+
+
+def test_train_job_evaluates_like_the_evaluate_verb(smoke_run, tmp_path):
+    """The train rule writes eval.json in its own process (one start instead of two): it must
+    equal what `pivottrace evaluate` writes for the same saved model."""
+    run = smoke_run / "runs/full/none/0"
+    config = next((smoke_run / "runs/config").glob("*.yaml"))
+    out = tmp_path / "eval.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pivottrace.cli", "--config", str(config), "evaluate",
+         "--model", str(run / "model"), "--data", str(smoke_run / "data"), "--out", str(out)],
+        cwd=smoke_run, capture_output=True, text=True, env={**os.environ, "PIVOTTRACE_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    from_train, alone = json.loads((run / "eval.json").read_text()), json.loads(out.read_text())
+    assert from_train["accuracy"] == alone["accuracy"]
+    for split in ("test", "test_hard"):
+        assert from_train["splits"][split]["samples"] == alone["splits"][split]["samples"]
+    assert not (smoke_run / "logs/runs/full/none/0/evaluate.log").exists()  # no second job
+
+
+def test_calibration_carries_pivot_alignment(smoke_run):
+    calib = {r["estimator"]: r for r in csv.DictReader(open(smoke_run / "results/calibration.csv"))}
+    for col in ("reflection_precision", "reflection_recall", "reflection_precision_lift",
+                "reflection_recall_lift", "first_error_precision_lift", "first_error_recall_lift"):
+        assert calib["pivot_density"][col] != "", col
+        assert calib["mean_token_entropy"][col] == "", col

@@ -116,3 +116,23 @@ def test_a_run_with_the_skip_equals_one_without(tiny, mixed_plan, grpo_run, tmp_
     w_off = load_file(str(o["model"] / "model.safetensors"))
     for name in w_on:
         torch.testing.assert_close(w_on[name], w_off[name], atol=1e-5, rtol=1e-4)
+
+
+def test_optional_grpo_keys_reach_trl_and_defaults_are_transformers(tmp_path):
+    """grpo.lr_scheduler, warmup_steps, num_iterations and adam_epsilon (ablation knobs; the
+    default config leaves them unset) become GRPOConfig arguments; unset, TRL's defaults."""
+    from pivottrace.core.config import ConfigError, load_config
+
+    cfg = load_config()
+    default = grpo_args(cfg["grpo"], 0, tmp_path, None)
+    assert (str(default.lr_scheduler_type), default.warmup_steps, default.num_iterations,
+            default.adam_epsilon) == ("SchedulerType.LINEAR", 0, 1, 1e-8)
+    knobs = {"lr_scheduler": "constant_with_warmup", "warmup_steps": 3, "num_iterations": 2,
+             "adam_epsilon": 1e-5}
+    args = grpo_args({**cfg["grpo"], **knobs}, 0, tmp_path, None)
+    assert (str(args.lr_scheduler_type), args.warmup_steps, args.num_iterations,
+            args.adam_epsilon) == ("SchedulerType.CONSTANT_WITH_WARMUP", 3, 2, 1e-5)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("grpo:\n  lr_scheduler: cyclic\n")
+    with pytest.raises(ConfigError, match="lr_scheduler"):
+        load_config(bad)
