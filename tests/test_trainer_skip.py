@@ -7,7 +7,6 @@ nearly the same weights.
 """
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -18,16 +17,19 @@ from pivottrace.data.verifiers import get_verifier
 from pivottrace.rl.grpo import build_trainer, grpo_args
 from pivottrace.rl.trainer import nonzero_advantage_rows, skip_is_exact
 
+NO_KL = {"beta": 0.0}
+"""The skip is exact only without a KL term (the default config trains with beta 0.1)."""
+
 
 def _trainer(tiny, tmp_path, **overrides):
     cfg = tiny["cfg"]
-    args = grpo_args(cfg["grpo"], 0, tmp_path / "work", cfg.get("runtime"), save_strategy="no",
-                     **overrides)
+    args = grpo_args({**cfg["grpo"], **NO_KL}, 0, tmp_path / "work", cfg.get("runtime"),
+                     save_strategy="no", **overrides)
     dev = load_labeled(tiny["data"] / "dev.jsonl", cfg["task"]["verifier"], cfg["task"].get("modulus"))
     rows = [{"prompt": r["prompt"], "id": r["id"], "regime": "gold", "answer": r["answer"]}
             for r in dev[:4]]
     trainer = build_trainer(tiny["model"], rows, dev, get_verifier(cfg["task"]["verifier"]),
-                            cfg["grpo"], args)
+                            {**cfg["grpo"], **NO_KL}, args)
     trainer.current_gradient_accumulation_steps = 1  # set by the training loop otherwise
     return trainer, rows
 
@@ -59,7 +61,7 @@ def _loss_and_grads(trainer, inputs, skip: bool):
 
 def test_skip_keeps_loss_and_gradient(tiny, tmp_path):
     trainer, rows = _trainer(tiny, tmp_path)
-    assert trainer.skip_zero_advantage, "the default GRPO settings (dapo, beta 0) allow the skip"
+    assert trainer.skip_zero_advantage, "TRL's dapo loss with beta 0 allows the skip"
     adv = torch.tensor([0.0, 0.0, 1.2, -1.2, 0.0, 0.0, 0.7, -0.7])
     inputs = _batch(trainer, rows, adv)
     loss_all, grads_all = _loss_and_grads(trainer, inputs, skip=False)
@@ -96,24 +98,27 @@ def test_nonzero_rows_of_token_level_advantages():
     assert nonzero_advantage_rows(adv).tolist() == [1]
 
 
-def test_a_run_with_the_skip_equals_one_without(tiny, mixed_plan, grpo_run, tmp_path):
-    """The conftest run (skip on, the default) against the same run with the skip off."""
+def test_a_run_with_the_skip_equals_one_without(tiny, mixed_plan, tmp_path):
+    """A whole GRPO run without a KL term, skip on (the default) and off."""
     from pivottrace.core.config import deep_merge
     from pivottrace.rl.train import run_training
 
-    cfg = deep_merge(tiny["cfg"], {"grpo": {"skip_zero_advantage": False}})
-    o = train_outputs(tmp_path / "out")
-    run_training(cfg, mixed_plan, tiny["data"], tiny["model"], 0, tmp_path / "work", o["model"],
-                 o["summary"], o["ledger"])
-    on = json.loads((Path(grpo_run) / "out" / "train.json").read_text())
-    off = json.loads(o["summary"].read_text())
+    summaries, outs = [], []
+    for skip in (True, False):
+        cfg = deep_merge(tiny["cfg"], {"grpo": {"skip_zero_advantage": skip, **NO_KL}})
+        o = train_outputs(tmp_path / f"out_{skip}")
+        run_training(cfg, mixed_plan, tiny["data"], tiny["model"], 0, tmp_path / f"work_{skip}",
+                     o["model"], o["summary"], o["ledger"])
+        summaries.append(json.loads(o["summary"].read_text()))
+        outs.append(o)
+    on, off = summaries
     assert on["frac_reward_zero_std"] > 0, "no equal-reward group: the skip was not exercised"
     for key in ("steps", "dev_curve", "reward_means", "pseudo_labels", "frac_reward_zero_std"):
         assert on[key] == off[key], key
     from safetensors.torch import load_file
 
-    w_on = load_file(str(Path(grpo_run) / "out" / "model" / "model.safetensors"))
-    w_off = load_file(str(o["model"] / "model.safetensors"))
+    w_on = load_file(str(outs[0]["model"] / "model.safetensors"))
+    w_off = load_file(str(outs[1]["model"] / "model.safetensors"))
     for name in w_on:
         torch.testing.assert_close(w_on[name], w_off[name], atol=1e-5, rtol=1e-4)
 
