@@ -357,6 +357,7 @@ rule claims:
         controls=report("results/controls.csv", caption="report/controls.rst", category="Controls"),
         csv=report("results/claims.csv", caption="report/claims.rst", category="Claims"),
         md="results/claims.md",
+        frontier=report("results/frontier.csv", caption="report/frontier.rst", category="Claims"),
     log:
         "logs/claims.log",
     benchmark:
@@ -364,7 +365,7 @@ rule claims:
     shell:
         "{PT} claims --records {input.records} --scores {input.scores} --oracle {input.oracle} "
         "--alignment {input.alignment} --out-controls {output.controls} --out-csv {output.csv} "
-        "--out-md {output.md} > {log} 2>&1"
+        "--out-md {output.md} --out-frontier {output.frontier} > {log} 2>&1"
 
 
 # The table is the last artifact: asking for results/table1.csv also (re)draws every figure,

@@ -255,16 +255,25 @@ def to_markdown(table: pd.DataFrame, controls_ok: bool) -> str:
 
 
 def write_claims(records: list[Path], scores_csv, oracle_csv, alignment_csv, out_controls: Path,
-                 out_csv: Path, out_md: Path) -> pd.DataFrame:
-    """Rule ``claims``: the controls (``out_controls``) then the five claims, from run records."""
+                 out_csv: Path, out_md: Path, out_frontier: Path | None = None) -> pd.DataFrame:
+    """Rule ``claims``: the controls (``out_controls``) then the five claims, from run records;
+    with ``out_frontier`` also the efficiency frontier (:mod:`analysis.frontier`, with claim
+    (a)'s margin), which joins ``out_md`` as a section."""
+    from analysis import frontier as fr
     from analysis.table import load_records
 
     df = load_records(records)
     controls = write_controls(df, out_controls)
     table = decide(df, controls, scores_csv, oracle_csv, alignment_csv)
+    md = to_markdown(table, positive_controls_pass(controls))
+    if out_frontier is not None:
+        front = fr.frontier(df, NON_INFERIORITY)
+        with atomic_write(out_frontier) as fh:
+            front.to_csv(fh, index=False, float_format="%.6g", lineterminator="\n")
+        md += "\n" + fr.to_markdown(front)
     with atomic_write(out_csv) as fh:
         table.to_csv(fh, index=False, float_format="%.6g", lineterminator="\n")
     with atomic_write(out_md) as fh:
-        fh.write(to_markdown(table, positive_controls_pass(controls)))
+        fh.write(md)
     return table
 

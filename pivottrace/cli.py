@@ -212,7 +212,8 @@ def cmd_claims(a, cfg):
     from analysis.claims import write_claims
 
     t = write_claims([Path(p) for p in a.records], a.scores, a.oracle, a.alignment,
-                     Path(a.out_controls), Path(a.out_csv), Path(a.out_md))
+                     Path(a.out_controls), Path(a.out_csv), Path(a.out_md),
+                     Path(a.out_frontier) if a.out_frontier else None)
     log.info("claims: %s", dict(zip(t["claim"], t["verdict"])))
 
 
@@ -415,6 +416,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out-controls", required=True)
     s.add_argument("--out-csv", required=True)
     s.add_argument("--out-md", required=True)
+    s.add_argument("--out-frontier", help="efficiency frontier CSV (smallest annotated fraction "
+                   "matching full supervision, per method); also a section of --out-md")
     s.set_defaults(fn=cmd_claims)
 
     s = sub.add_parser("triage", help="route your own unlabeled prompts (JSONL) to annotate/self/"

@@ -57,6 +57,10 @@ def test_smoke_dag_writes_controls_and_claims(smoke_run):
     assert {r["result"] for r in controls} == {"insufficient"}
     claims = list(csv.DictReader(open(smoke_run / "results/claims.csv")))
     assert [r["claim"] for r in claims] == list("abcde")
+    frontier = {r["method"]: r for r in csv.DictReader(open(smoke_run / "results/frontier.csv"))}
+    assert set(frontier) == {"random", "pivottrace"}  # the budgeted methods of the smoke grid
+    assert frontier["random"]["budgets"] == "0.5" and frontier["random"]["match_fraction"]
+    assert "Efficiency frontier" in (smoke_run / "results/claims.md").read_text()
     assert all(r["rule"] and r["verdict"].startswith("inconclusive") for r in claims)
     md = (smoke_run / "results/table1.md").read_text()
     assert md.index("## Controls") < md.index("## Main table")

@@ -4,9 +4,11 @@ On a base model and the first ``rows`` pool prompts (a full-supervision plan,
 so every prompt gets the gold reward), it runs one after the other, each in a
 fresh process started the same way:
 
-(a) ``pivottrace train`` exactly as the Snakemake ``train`` rule runs it (input
+(a) ``pivottrace train`` as the Snakemake ``train`` rule runs it (input
     checks, annotation oracle, GRPO with the dev curve, pseudo-label log and
-    checkpoints, saved model, summary and ledger);
+    checkpoints, saved model, summary and ledger), but without ``--eval-out``:
+    the rule's final lm-eval evaluation on test and test_hard is evaluation, not
+    training (it was a rule of its own), and bare TRL has nothing like it;
 (b) bare ``trl.GRPOTrainer`` on the same model, rows, gold reward and GRPO
     settings (:mod:`pivottrace.bench.bare_grpo`): no callbacks, no checkpoints,
     nothing saved;
@@ -122,7 +124,8 @@ def _prepare(c: BenchTrainConfig, cfg: dict, root: Path) -> dict[str, Path]:
 
 def _suite_argv(py: list[str], paths: dict[str, Path], c: BenchTrainConfig, root: Path,
                 r: int) -> list[str]:
-    """``pivottrace train`` as the rule runs it; repeat ``r`` writes its own checkpoints and model."""
+    """``pivottrace train`` as the rule runs it, less the final evaluation (``--eval-out``, module
+    docstring); repeat ``r`` writes its own checkpoints and model."""
     return [*py, "pivottrace.cli", "--config", str(paths["config"]), "train",
             "--plan", str(paths["plan"]), "--data", str(paths["data"]), "--model", str(c.model),
             "--seed", str(c.seed), "--work", str(root / f"a{r}_ckpt"),
