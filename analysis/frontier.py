@@ -118,18 +118,23 @@ def frontier(records: pd.DataFrame, margin: float, metric: str = "test_accuracy"
 
 def to_markdown(table: pd.DataFrame) -> str:
     """The frontier as a Markdown section (``inf`` as "never")."""
-    def f(x):
+    def f(x, first):
         if x is None or (isinstance(x, float) and math.isnan(x)):
             return "-"
-        return "never" if math.isinf(x) else f"{x:.3f}"
+        if math.isinf(x):
+            return "never"
+        # matching at the grid's smallest budget bounds the fraction from above only
+        return f"<= {x:.3f}" if f"{x:.3f}" == first else f"{x:.3f}"
 
     lines = ["## Efficiency frontier: smallest annotated fraction matching full supervision", "",
              "| method | budgets | annotated | mean diff vs full | seeds | matches at | 95% interval "
              "| never (share of resamples) |", "|---|---|---|---|---|---|---|---|"]
     for r in table.itertuples():
+        first = r.annotated_fractions.split()[0]
+        never = "-" if math.isnan(r.never_share) else f"{r.never_share:.3f}"
         lines.append(f"| {r.method} | {r.budgets} | {r.annotated_fractions} | {r.mean_diffs} | "
-                     f"{r.n_seeds} | {f(r.match_fraction)} | [{f(r.ci_low)}, {f(r.ci_high)}] | "
-                     f"{f(r.never_share)} |")
+                     f"{r.n_seeds} | {f(r.match_fraction, first)} | [{f(r.ci_low, first)}, "
+                     f"{f(r.ci_high, first)}] | {never} |")
     if len(table):
         lines += ["", f"Rule: {table.rule.iloc[0]}.", ""]
     return "\n".join(lines)

@@ -59,6 +59,7 @@ def test_only_budgeted_methods_and_numeric_budgets_count():
     assert list(table.columns) == COLUMNS
     assert table.method.tolist() == ["pivottrace"]
     assert table.budgets.iloc[0] == "0.3" and table.match_fraction.iloc[0] == pytest.approx(0.3)
+    assert "| <= 0.300 |" in to_markdown(table)  # matching at the smallest budget: an upper bound
 
 
 def test_match_fraction_doctest_cases():
