@@ -77,8 +77,8 @@ ALIGNMENT_TARGETS = ("reflection", "first_error")
 """Targets of the pivot-alignment columns (``results/pivot_alignment.csv``)."""
 ALIGNMENT_TOLERANCE = 1
 """Tolerance in tokens of the alignment columns and of claim (e)."""
-ALIGNMENT_COLUMNS = [f"{t}_{m}" for t in ALIGNMENT_TARGETS
-                     for m in ("precision", "recall", "precision_lift", "recall_lift")]
+ALIGNMENT_METRICS = ("precision", "recall", "precision_lift", "recall_lift")
+ALIGNMENT_COLUMNS = [f"{t}_{m}" for t in ALIGNMENT_TARGETS for m in ALIGNMENT_METRICS]
 """Pivot alignment beside the AUROCs: filled on the ``pivot_density`` row only (NaN elsewhere)."""
 BIN_COLUMNS = ["estimator", "uses_labels", "bin", "n", "lo", "hi", "mean_estimate",
                "quantile_mid", "failure_rate", "failure_rate_lo", "failure_rate_hi",
@@ -327,20 +327,19 @@ def with_alignment(summary: pd.DataFrame, alignment_csv) -> pd.DataFrame:
         DataError: the alignment table lacks a column or the tolerance.
     """
     df = pd.read_csv(alignment_csv)
-    need = {"target", "tolerance", "precision", "recall", "precision_lift", "recall_lift"}
-    if missing := need - set(df.columns):
+    if missing := {"target", "tolerance", *ALIGNMENT_METRICS} - set(df.columns):
         raise DataError(f"{alignment_csv}: missing column(s) {sorted(missing)}")
     at = df[df.tolerance == ALIGNMENT_TOLERANCE].set_index("target")
     if at.empty:
         raise DataError(f"{alignment_csv}: no row at tolerance {ALIGNMENT_TOLERANCE}")
     out = summary.copy()
     pivots = out.estimator == "pivot_density"
-    for col in ALIGNMENT_COLUMNS:
-        target, metric = next((t, col[len(t) + 1:]) for t in ALIGNMENT_TARGETS
-                              if col.startswith(t + "_"))
-        out[col] = math.nan
-        if target in at.index:
-            out.loc[pivots, col] = float(at.loc[target, metric])
+    for target in ALIGNMENT_TARGETS:
+        for metric in ALIGNMENT_METRICS:
+            col = f"{target}_{metric}"
+            out[col] = math.nan
+            if target in at.index:
+                out.loc[pivots, col] = float(at.loc[target, metric])
     return out
 
 
@@ -363,6 +362,7 @@ def calibration_and_write(scores_csv, oracle_csv, out_csv, out_bins_csv, fig_ste
     return summary, bins
 
 
-__all__ = ["ALIGNMENT_COLUMNS", "ALIGNMENT_TOLERANCE", "BIN_COLUMNS", "ESTIMATORS", "FAILURE_THRESHOLD", "READS_LABELS", "SUMMARY_COLUMNS",
-           "USES_LABELS", "calibration", "calibration_and_write", "display_name", "figure_data",
-           "load_merged", "plot_calibration", "reliability_bins", "with_alignment"]
+__all__ = ["ALIGNMENT_COLUMNS", "ALIGNMENT_TOLERANCE", "BIN_COLUMNS", "ESTIMATORS",
+           "FAILURE_THRESHOLD", "READS_LABELS", "SUMMARY_COLUMNS", "USES_LABELS", "calibration",
+           "calibration_and_write", "display_name", "figure_data", "load_merged",
+           "plot_calibration", "reliability_bins", "with_alignment"]

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.controls import arm
+from pivottrace.data.pool import parse_budget
 
 COLUMNS = ["method", "metric", "budgets", "annotated_fractions", "mean_diffs", "n_seeds",
            "match_fraction", "ci_low", "ci_high", "never_share", "rule"]
@@ -54,14 +55,9 @@ def match_fraction(fractions, mean_diffs, margin: float) -> float:
 
 
 def _numeric_budgets(records: pd.DataFrame, method: str) -> list[str]:
-    out = []
-    for b in records.loc[records.method == method, "budget"].unique():
-        try:
-            float(b)
-        except ValueError:  # none, auto
-            continue
-        out.append(b)
-    return sorted(out, key=float)
+    """The method's budgets (path strings) that are fractions, not ``none`` or ``auto``."""
+    budgets = records.loc[records.method == method, "budget"].unique()
+    return sorted((b for b in budgets if isinstance(parse_budget(b), float)), key=float)
 
 
 def method_frontier(records: pd.DataFrame, method: str, margin: float,
@@ -73,15 +69,12 @@ def method_frontier(records: pd.DataFrame, method: str, margin: float,
     full = arm(records, *REFERENCE, metric)
     if not budgets or full.empty:
         return None
-    seeds = set(full.index)
-    for b in budgets:
-        seeds &= set(arm(records, method, b, metric).index)
-    seeds = sorted(seeds)
+    arms = {b: arm(records, method, b, metric) for b in budgets}
+    seeds = sorted(set(full.index).intersection(*(a.index for a in arms.values())))
     if not seeds:
         return None
-    diffs = np.array([[arm(records, method, b, metric)[s] - full[s] for s in seeds]
-                      for b in budgets])  # (budgets, seeds)
-    fractions = [float(arm(records, method, b, "annotated_fraction").loc[seeds].mean())
+    diffs = np.array([(arms[b][seeds] - full[seeds]).to_numpy() for b in budgets])  # (budgets, seeds)
+    fractions = [float(arm(records, method, b, "annotated_fraction")[seeds].mean())
                  for b in budgets]
     order = np.argsort(fractions, kind="stable")
     fractions = [fractions[i] for i in order]
