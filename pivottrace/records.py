@@ -74,7 +74,7 @@ def build_record(cfg: dict, method: str, budget: str, seed: int, run_dir: Path, 
         "frac_reward_zero_std": train.get("frac_reward_zero_std"),
         "train_wall_s": train["train_wall_s"],
         **pseudo_label_accuracy(train.get("pseudo_labels", []), gold_path),
-        "manifest": manifest(cfg, seed),
+        "manifest": manifest(cfg, seed, device=ev.get("device")),
     }
     write_json(out, record)
     return record

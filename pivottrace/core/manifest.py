@@ -88,11 +88,16 @@ def device_name() -> str:
     return f"cpu:{platform.machine()}"
 
 
-def manifest(config: dict, seed: int) -> dict:
+def manifest(config: dict, seed: int, device: str | None = None) -> dict:
     """Resolved config, its hash, package versions (and any that differ from the pins),
-    git commit, seed and device."""
+    git commit, seed and device.
+
+    ``device``: the device the work ran on, when another process measured it (the run
+    record takes it from ``eval.json``, so the ``record`` job need not import torch);
+    by default :func:`device_name` of this process.
+    """
     packages = package_versions()
     return {"config": config, "config_hash": config_hash(config), "packages": packages,
             "constraint_mismatches": constraint_mismatches(packages),
             "python": platform.python_version(), "git_commit": git_commit(), "seed": seed,
-            "device": device_name()}
+            "device": device or device_name()}

@@ -64,6 +64,7 @@ from pathlib import Path
 from typing import Any
 
 from pivottrace.core.io import read_jsonl, write_json
+from pivottrace.core.manifest import device_name
 from pivottrace.data.verifiers import get_verifier
 
 for _var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
@@ -357,7 +358,7 @@ def write_eval(model_dir: str | os.PathLike, splits: dict[str, str | os.PathLike
     """Evaluate ``splits`` and write one JSON atomically to ``out_path``.
 
     The file: ``{"model_dir", "verifier", "max_new_tokens", "limit",
-    "lm_eval_version", "accuracy": {split: acc},
+    "lm_eval_version", "device", "accuracy": {split: acc},
     "splits": {split: evaluate_split-style dict}}``.
     Returns the same dict.
     """
@@ -370,6 +371,7 @@ def write_eval(model_dir: str | os.PathLike, splits: dict[str, str | os.PathLike
         "max_new_tokens": max_new_tokens,
         "limit": limit,
         "lm_eval_version": lm_eval_version(),
+        "device": device_name(),  # where the model was evaluated (the run record's manifest)
         "accuracy": {name: r["accuracy"] for name, r in results.items()},
         "splits": results,
     }
