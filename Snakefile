@@ -384,10 +384,12 @@ rule table:
     output:
         csv=report("results/table1.csv", caption="report/table.rst", category="Main table"),
         md="results/table1.md",
+        comparisons=report("results/comparisons.csv", caption="report/comparisons.rst",
+                           category="Main table"),
     log:
         "logs/table.log",
     benchmark:
         "benchmarks/table.tsv"
     shell:
         "{PT} table --records {input.records} --out-csv {output.csv} --out-md {output.md} "
-        "--controls {input.controls} > {log} 2>&1"
+        "--controls {input.controls} --out-comparisons {output.comparisons} > {log} 2>&1"

@@ -22,8 +22,8 @@ from pivottrace.core.io import atomic_write, read_json
 
 RECORD_FIELDS = ("method", "budget", "seed", "annotated_fraction", "test_accuracy",
                  "test_hard_accuracy", "steps", "train_wall_s", "uses_labels", "dev_curve",
-                 "pseudo_label_accuracy", "dev_auc", "frac_reward_zero_std")
-OPTIONAL_FIELDS = ("pseudo_label_accuracy", "dev_auc", "frac_reward_zero_std")
+                 "pseudo_label_accuracy", "dev_auc", "frac_reward_zero_std", "route_fractions")
+OPTIONAL_FIELDS = ("pseudo_label_accuracy", "dev_auc", "frac_reward_zero_std", "route_fractions")
 """Fields older records (or the untrained base row) may lack; NaN in the table."""
 
 COLUMNS = ["method", "budget", "annotated_fraction", "test_accuracy", "test_accuracy_ci95",
@@ -55,7 +55,9 @@ def ci95(values: pd.Series) -> float:
 
 
 def load_records(paths: list[Path]) -> pd.DataFrame:
-    """One row per run record (:data:`RECORD_FIELDS`; budget as its path string)."""
+    """One row per run record (:data:`RECORD_FIELDS`; budget as its path string; the plan's
+    route mix as ``self_fraction``, the share of the pool trained on majority vote, NaN
+    without a plan)."""
     rows = []
     for p in paths:
         r = read_json(p)
@@ -64,10 +66,12 @@ def load_records(paths: list[Path]) -> pd.DataFrame:
             raise ValueError(f"{p}: run record lacks field(s) {missing}")
         row = {k: r.get(k) for k in RECORD_FIELDS}
         row["budget"] = "none" if row["budget"] is None else str(row["budget"])
-        for k in OPTIONAL_FIELDS:
+        routes = row.pop("route_fractions")
+        for k in OPTIONAL_FIELDS[:-1]:
             row[k] = math.nan if row[k] is None else row[k]
+        row["self_fraction"] = routes.get("self", 0.0) if routes else math.nan
         rows.append(row)
-    return pd.DataFrame(rows, columns=list(RECORD_FIELDS))
+    return pd.DataFrame(rows, columns=[*RECORD_FIELDS[:-1], "self_fraction"])
 
 
 def _mean_reached(x: pd.Series) -> float:
@@ -140,22 +144,29 @@ def to_markdown(table: pd.DataFrame) -> str:
 
 
 def write_table(records: list[Path], out_csv: Path, out_md: Path,
-                controls_csv: Path | None = None) -> pd.DataFrame:
+                controls_csv: Path | None = None, out_comparisons: Path | None = None
+                ) -> pd.DataFrame:
     """Aggregate run records and write the CSV and Markdown tables atomically.
 
     With ``controls_csv`` (written by the ``claims`` rule, :mod:`analysis.controls`)
-    the controls are listed first in the Markdown table.
+    the controls are listed first in the Markdown table; with ``out_comparisons`` the
+    paired comparisons between arms (:mod:`analysis.comparisons`) are written there and
+    follow the main table.
     """
+    from analysis.comparisons import to_markdown as comparisons_markdown
+    from analysis.comparisons import write_comparisons
     from analysis.controls import to_markdown as controls_markdown
 
     df = load_records(records)
-    head = ""
+    head = tail = ""
     if controls_csv is not None:
         head = controls_markdown(pd.read_csv(controls_csv)) + "\n## Main table\n\n"
+    if out_comparisons is not None:
+        tail = "\n" + comparisons_markdown(write_comparisons(df, out_comparisons))
     table = aggregate(df)
     with atomic_write(out_csv) as fh:
         table.replace([np.inf, -np.inf], np.nan).to_csv(fh, index=False, float_format="%.6g",
                                                         lineterminator="\n")
     with atomic_write(out_md) as fh:
-        fh.write(head + to_markdown(table))
+        fh.write(head + to_markdown(table) + tail)
     return table

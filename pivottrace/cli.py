@@ -221,7 +221,8 @@ def cmd_table(a, cfg):
     from analysis.table import write_table
 
     write_table([Path(p) for p in a.records], Path(a.out_csv), Path(a.out_md),
-                Path(a.controls) if a.controls else None)
+                Path(a.controls) if a.controls else None,
+                Path(a.out_comparisons) if a.out_comparisons else None)
 
 
 def cmd_bench_trace(a, cfg):
@@ -392,6 +393,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out-md", required=True)
     s.add_argument("--controls", help="the controls CSV (rule claims) to list first in the "
                    "Markdown table")
+    s.add_argument("--out-comparisons", help="also write the paired comparisons between arms "
+                   "(analysis.comparisons) here; they follow the main table in the Markdown")
     s.set_defaults(fn=cmd_table)
 
     s = sub.add_parser("sampled-accuracy", help="avg@k accuracy (temperature 1) of model "

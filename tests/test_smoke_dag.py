@@ -63,7 +63,9 @@ def test_smoke_dag_writes_controls_and_claims(smoke_run):
     assert "Efficiency frontier" in (smoke_run / "results/claims.md").read_text()
     assert all(r["rule"] and r["verdict"].startswith("inconclusive") for r in claims)
     md = (smoke_run / "results/table1.md").read_text()
-    assert md.index("## Controls") < md.index("## Main table")
+    assert md.index("## Controls") < md.index("## Main table") < md.index("## Paired comparisons")
+    header = (smoke_run / "results/comparisons.csv").read_text().splitlines()[0]
+    assert header.startswith("kind,a,b,budget,metric,regime,n_seeds")  # one seed: no pair
     assert "Rule:" in (smoke_run / "results/claims.md").read_text()
 
 
