@@ -43,7 +43,8 @@ def _zoom_range(data: pd.DataFrame) -> tuple[float, float] | None:
 
 
 def efficiency(records: pd.DataFrame, stem: str | Path) -> list[Path]:
-    """Test accuracy vs. annotated fraction (mean, 95% CI over seeds).
+    """Test accuracy vs. annotated fraction (mean, 95% CI over seeds), with full supervision
+    (dashed) and unsupervised TTRL (dotted) as horizontal reference lines.
 
     Left: the whole accuracy range. Right (when several trained methods lie near
     the top): the same points with the y-axis zoomed on them, so that differences
@@ -57,7 +58,6 @@ def efficiency(records: pd.DataFrame, stem: str | Path) -> list[Path]:
     zoom = _zoom_range(data)
     fig, axes = plt.subplots(1, 2 if zoom else 1, figsize=(11.0 if zoom else 6.2, 4.2),
                              squeeze=False)
-    full = data[data["method"] == "full"]
     for k, ax in enumerate(axes[0]):
         for method, d in data.groupby("method", sort=False):
             d = d.sort_values("annotated_fraction")
@@ -68,9 +68,11 @@ def efficiency(records: pd.DataFrame, stem: str | Path) -> list[Path]:
                 if r.budget == "auto":
                     ax.annotate("auto", (r.annotated_fraction, r.test_accuracy), fontsize=7,
                                 xytext=(4, -10), textcoords="offset points")
-        if len(full):
-            ax.axhline(float(full["test_accuracy"].iloc[0]), color=style.color("full"), ls="--",
-                       lw=0.8)
+        for ref, ls in (("full", "--"), ("unsupervised", ":")):  # the reference lines
+            line = data[data["method"] == ref]
+            if len(line):
+                ax.axhline(float(line["test_accuracy"].iloc[0]), color=style.color(ref), ls=ls,
+                           lw=0.8)
         ax.set_xlabel("annotated fraction of the pool (from the oracle ledger)")
         ax.set_xlim(-0.03, 1.03)
         if k == 0:
