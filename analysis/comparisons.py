@@ -79,10 +79,6 @@ def pairs(records: pd.DataFrame) -> list[tuple[str, str, str, str, str]]:
             note = mode[(m, b)] if mode.get((ref, b)) == mode[(m, b)] else (
                 f"{mode[(m, b)]} vs {mode.get((ref, b), '?')}: regimes differ")
             out.append(("selection", m, ref, b, note))
-    for m, b in cells:
-        if m == "random_semi" and ("random", b) in have:
-            out.append(("selection", m, "random", b, "annotate + self vs annotate only: "
-                        "regimes differ"))
     for with_self, without in SELF_ROUTE_PAIRS:
         for m, b in cells:
             if m == with_self and (without, b) in have:
