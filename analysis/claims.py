@@ -43,7 +43,7 @@ from analysis.controls import (
 )
 from analysis.convergence import per_run
 from analysis.stats import paired_comparison
-from pivottrace.core.io import atomic_write
+from pivottrace.core.io import atomic_write, write_results_csv
 
 VERDICTS = ("reproduced", "not reproduced", "inconclusive")
 UNRESOLVED = "inconclusive: the testbed cannot resolve it"
@@ -268,11 +268,9 @@ def write_claims(records: list[Path], scores_csv, oracle_csv, alignment_csv, out
     md = to_markdown(table, positive_controls_pass(controls))
     if out_frontier is not None:
         front = fr.frontier(df, NON_INFERIORITY)
-        with atomic_write(out_frontier) as fh:
-            front.to_csv(fh, index=False, float_format="%.6g", lineterminator="\n")
+        write_results_csv(front, out_frontier)
         md += "\n" + fr.to_markdown(front)
-    with atomic_write(out_csv) as fh:
-        table.to_csv(fh, index=False, float_format="%.6g", lineterminator="\n")
+    write_results_csv(table, out_csv)
     with atomic_write(out_md) as fh:
         fh.write(md)
     return table

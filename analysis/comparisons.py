@@ -33,7 +33,7 @@ import pandas as pd
 
 from analysis.controls import paired_values
 from analysis.stats import paired_comparison
-from pivottrace.core.io import atomic_write
+from pivottrace.core.io import write_results_csv
 
 METRICS = ("dev_auc", "test_accuracy", "test_hard_accuracy")
 MIN_PAIRED = 2
@@ -137,6 +137,5 @@ def to_markdown(table: pd.DataFrame) -> str:
 def write_comparisons(records: pd.DataFrame, out_csv: Path) -> pd.DataFrame:
     """:func:`compare` written atomically to ``out_csv``."""
     table = compare(records)
-    with atomic_write(out_csv) as fh:
-        table.to_csv(fh, index=False, float_format="%.6g", lineterminator="\n")
+    write_results_csv(table, out_csv)
     return table

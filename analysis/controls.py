@@ -34,7 +34,7 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.stats import paired_comparison
-from pivottrace.core.io import atomic_write
+from pivottrace.core.io import write_results_csv
 
 MIN_SEEDS = 5
 """Paired seeds a control needs before it can pass (DESIGN.md section 4)."""
@@ -224,6 +224,5 @@ def to_markdown(table: pd.DataFrame) -> str:
 def write_controls(records: pd.DataFrame, out_csv: Path) -> pd.DataFrame:
     """Evaluate :data:`CONTROLS` on run records and write the CSV atomically."""
     table = evaluate_controls(records)
-    with atomic_write(out_csv) as fh:
-        table.to_csv(fh, index=False, float_format="%.6g", lineterminator="\n")
+    write_results_csv(table, out_csv)
     return table

@@ -18,7 +18,7 @@ import pandas as pd
 from scipy import stats
 
 from analysis.convergence import per_run
-from pivottrace.core.io import atomic_write, read_json
+from pivottrace.core.io import atomic_write, read_json, write_results_csv
 
 RECORD_FIELDS = ("method", "budget", "seed", "annotated_fraction", "test_accuracy",
                  "test_hard_accuracy", "steps", "train_wall_s", "uses_labels", "dev_curve",
@@ -164,9 +164,7 @@ def write_table(records: list[Path], out_csv: Path, out_md: Path,
     if out_comparisons is not None:
         tail = "\n" + comparisons_markdown(write_comparisons(df, out_comparisons))
     table = aggregate(df)
-    with atomic_write(out_csv) as fh:
-        table.replace([np.inf, -np.inf], np.nan).to_csv(fh, index=False, float_format="%.6g",
-                                                        lineterminator="\n")
+    write_results_csv(table.replace([np.inf, -np.inf], np.nan), out_csv)
     with atomic_write(out_md) as fh:
         fh.write(head + to_markdown(table) + tail)
     return table

@@ -175,7 +175,7 @@ def cmd_sampled_accuracy(a, cfg):
     import pandas as pd
 
     from analysis.controls import CONTROLS, evaluate_controls
-    from pivottrace.core.io import atomic_write, check_model_dir
+    from pivottrace.core.io import check_model_dir, write_results_csv
     from pivottrace.core.runtime import load_causal_lm
     from pivottrace.data.splits import load_labeled
     from pivottrace.data.verifiers import get_verifier
@@ -197,15 +197,13 @@ def cmd_sampled_accuracy(a, cfg):
                     "k": a.k, "sampled_accuracy": acc})
         log.info("%s: sampled accuracy %.4f", m, acc)
     df = pd.DataFrame(out)
-    with atomic_write(Path(a.out)) as fh:
-        df.to_csv(fh, index=False, float_format="%.6g", lineterminator="\n")
+    write_results_csv(df, Path(a.out))
     if a.controls_out:
         from dataclasses import replace
 
         ctl = evaluate_controls(df, [replace(c, metric="sampled_accuracy") for c in CONTROLS])
         ctl = ctl[ctl.control != "dev_curve_resolved"]
-        with atomic_write(Path(a.controls_out)) as fh:
-            ctl.to_csv(fh, index=False, float_format="%.6g", lineterminator="\n")
+        write_results_csv(ctl, Path(a.controls_out))
 
 
 def cmd_claims(a, cfg):

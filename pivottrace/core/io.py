@@ -30,6 +30,13 @@ def atomic_write(path: str | os.PathLike, mode: str = "w"):
         raise
 
 
+def write_results_csv(df, path: str | os.PathLike) -> None:
+    """A results table (a pandas DataFrame) as CSV, atomically: no index, numbers to 6
+    significant digits, ``\n`` line ends (the same bytes on every platform)."""
+    with atomic_write(path) as fh:
+        df.to_csv(fh, index=False, float_format="%.6g", lineterminator="\n")
+
+
 def write_json(path, obj) -> None:
     with atomic_write(path) as fh:
         json.dump(obj, fh, indent=2, sort_keys=True)
