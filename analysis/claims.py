@@ -42,7 +42,7 @@ from analysis.controls import (
     write_controls,
 )
 from analysis.convergence import per_run
-from analysis.stats import paired_comparison
+from analysis.stats import fmt_cell, paired_comparison
 from pivottrace.core.io import atomic_write, write_results_csv
 
 VERDICTS = ("reproduced", "not reproduced", "inconclusive")
@@ -230,9 +230,6 @@ def decide(records: pd.DataFrame, controls: pd.DataFrame, scores_csv, oracle_csv
 
 
 def to_markdown(table: pd.DataFrame, controls_ok: bool) -> str:
-    def f(x, spec=".3f"):
-        return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
-
     lines = ["# Claims of the paper, decided by written rules", "",
              ("The testbed's positive controls pass (`results/controls.csv`), so the verdicts "
               "below are decided by their rules." if controls_ok else
@@ -241,9 +238,9 @@ def to_markdown(table: pd.DataFrame, controls_ok: bool) -> str:
              "| claim | paper | measured | 95% interval | p | detectable | n | verdict |",
              "|---|---|---|---|---|---|---|---|"]
     for r in table.itertuples():
-        lines.append(f"| ({r.claim}) {r.statement} | {r.paper} | {f(r.measured)} | "
-                     f"[{f(r.ci_low)}, {f(r.ci_high)}] | {f(r.p_value)} | "
-                     f"{f(r.detectable_effect)} | {r.n} | **{r.verdict}** |")
+        lines.append(f"| ({r.claim}) {r.statement} | {r.paper} | {fmt_cell(r.measured)} | "
+                     f"[{fmt_cell(r.ci_low)}, {fmt_cell(r.ci_high)}] | {fmt_cell(r.p_value)} | "
+                     f"{fmt_cell(r.detectable_effect)} | {r.n} | **{r.verdict}** |")
     lines += ["", "Metrics and rules:", ""]
     lines += [f"- ({r.claim}) {r.metric}. Rule: {r.rule}." for r in table.itertuples()]
     lines += ["", "Paired statistics over seeds: percentile bootstrap interval and exact "

@@ -32,7 +32,7 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.controls import paired_values
-from analysis.stats import paired_comparison
+from analysis.stats import fmt_cell, paired_comparison
 from pivottrace.core.io import write_results_csv
 
 METRICS = ("dev_auc", "test_accuracy", "test_hard_accuracy")
@@ -108,10 +108,6 @@ def compare(records: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def _f(x: float, spec: str = ".3f") -> str:
-    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
-
-
 def to_markdown(table: pd.DataFrame) -> str:
     """The comparisons as a Markdown section (after the main table in ``table1.md``)."""
     lines = ["## Paired comparisons", "",
@@ -119,9 +115,10 @@ def to_markdown(table: pd.DataFrame) -> str:
              "detectable |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in table.itertuples():
         lines.append(f"| {r.kind} | {r.a} - {r.b} | {r.budget} | {r.metric} | {r.regime} | "
-                     f"{r.n_seeds} | {_f(r.a_mean)} | {_f(r.b_mean)} | {_f(r.mean_diff)} "
-                     f"[{_f(r.ci_low)}, {_f(r.ci_high)}] | {_f(r.p_value)} | "
-                     f"{_f(r.detectable_effect)} |")
+                     f"{r.n_seeds} | {fmt_cell(r.a_mean)} | {fmt_cell(r.b_mean)} | "
+                     f"{fmt_cell(r.mean_diff)} "
+                     f"[{fmt_cell(r.ci_low)}, {fmt_cell(r.ci_high)}] | {fmt_cell(r.p_value)} | "
+                     f"{fmt_cell(r.detectable_effect)} |")
     if table.empty:
         lines.append("| - | no pair of arms shares two seeds | | | | | | | | | |")
     lines += ["", "Paired by seed over the seeds both arms ran: 95% percentile bootstrap "

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.stats import paired_comparison
+from analysis.stats import fmt_cell, paired_comparison
 from pivottrace.core.io import write_results_csv
 
 MIN_SEEDS = 5
@@ -193,18 +193,16 @@ def curve_resolved(table: pd.DataFrame) -> bool:
 
 def to_markdown(table: pd.DataFrame) -> str:
     """The controls as a Markdown section (first in ``results/table1.md``)."""
-    def f(x, spec=".3f"):
-        return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
-
     lines = ["## Controls (the testbed's resolving power)", "",
              "| control | kind | metric | a - b | budget | seeds | a | b | a - b (95% CI) | p | "
              "detectable | result |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in table.itertuples():
         lines.append(f"| {r.control} | {r.kind} | {r.metric} | {r.a} - {r.b} | {r.budget} | "
-                     f"{r.n_seeds} | {f(r.a_mean)} | {f(r.b_mean)} | {f(r.mean_diff)} "
-                     f"[{f(r.ci_low)}, {f(r.ci_high)}] | {f(r.p_value)} | "
-                     f"{f(r.detectable_effect)} | **{r.result}** |")
+                     f"{r.n_seeds} | {fmt_cell(r.a_mean)} | {fmt_cell(r.b_mean)} | "
+                     f"{fmt_cell(r.mean_diff)} "
+                     f"[{fmt_cell(r.ci_low)}, {fmt_cell(r.ci_high)}] | {fmt_cell(r.p_value)} | "
+                     f"{fmt_cell(r.detectable_effect)} | **{r.result}** |")
     verdict = ("All positive controls pass: the testbed resolves selection methods."
                if positive_controls_pass(table) else
                "A positive control did not pass: the testbed cannot resolve selection methods "

@@ -96,3 +96,13 @@ def paired_comparison(a: Sequence[float], b: Sequence[float], *, confidence: flo
                                   alternative="two-sided", vectorized=True,
                                   rng=np.random.default_rng(seed))
     return PairedComparison(n, mean, lo, hi, float(test.pvalue), detectable_effect(d, alpha, power))
+
+
+def fmt_cell(x: float | None, spec: str = ".3f") -> str:
+    """A number as a Markdown table cell: ``spec``-formatted, ``-`` for None or NaN.
+
+    Examples:
+        >>> fmt_cell(0.12345), fmt_cell(float("nan")), fmt_cell(None), fmt_cell(2.5, ".1f")
+        ('0.123', '-', '-', '2.5')
+    """
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)

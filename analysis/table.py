@@ -18,6 +18,7 @@ import pandas as pd
 from scipy import stats
 
 from analysis.convergence import per_run
+from analysis.stats import fmt_cell
 from pivottrace.core.io import atomic_write, read_json, write_results_csv
 
 RECORD_FIELDS = ("method", "budget", "seed", "annotated_fraction", "test_accuracy",
@@ -25,6 +26,8 @@ RECORD_FIELDS = ("method", "budget", "seed", "annotated_fraction", "test_accurac
                  "pseudo_label_accuracy", "dev_auc", "frac_reward_zero_std", "route_fractions")
 OPTIONAL_FIELDS = ("pseudo_label_accuracy", "dev_auc", "frac_reward_zero_std", "route_fractions")
 """Fields older records (or the untrained base row) may lack; NaN in the table."""
+LOADED_COLUMNS = [k for k in RECORD_FIELDS if k != "route_fractions"] + ["self_fraction"]
+"""Columns of :func:`load_records`: the route mix becomes ``self_fraction``."""
 
 COLUMNS = ["method", "budget", "annotated_fraction", "test_accuracy", "test_accuracy_ci95",
            "test_hard_accuracy", "test_hard_accuracy_ci95", "dev_auc", "dev_auc_ci95",
@@ -67,11 +70,12 @@ def load_records(paths: list[Path]) -> pd.DataFrame:
         row = {k: r.get(k) for k in RECORD_FIELDS}
         row["budget"] = "none" if row["budget"] is None else str(row["budget"])
         routes = row.pop("route_fractions")
-        for k in OPTIONAL_FIELDS[:-1]:
-            row[k] = math.nan if row[k] is None else row[k]
+        for k in OPTIONAL_FIELDS:
+            if row.get(k, 0) is None:
+                row[k] = math.nan
         row["self_fraction"] = routes.get("self", 0.0) if routes else math.nan
         rows.append(row)
-    return pd.DataFrame(rows, columns=[*RECORD_FIELDS[:-1], "self_fraction"])
+    return pd.DataFrame(rows, columns=LOADED_COLUMNS)
 
 
 def _mean_reached(x: pd.Series) -> float:
@@ -106,13 +110,9 @@ def aggregate(df: pd.DataFrame) -> pd.DataFrame:
     return out[COLUMNS]
 
 
-def _fmt(x: float, spec: str = ".3f") -> str:
-    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
-
-
 def to_markdown(table: pd.DataFrame) -> str:
     def pm(mean, half):
-        return _fmt(mean) if math.isnan(half) else f"{mean:.3f} ± {half:.3f}"
+        return fmt_cell(mean) if math.isnan(half) else f"{mean:.3f} ± {half:.3f}"
 
     lines = ["| method | budget | annotated | test acc (95% CI) | test-hard acc (95% CI) | "
              "dev AUC (95% CI) | equal-reward groups | final dev | "
@@ -124,12 +124,12 @@ def to_markdown(table: pd.DataFrame) -> str:
         lines.append(f"| {name} | {r.budget} | {r.annotated_fraction:.3f} | "
                      f"{pm(r.test_accuracy, r.test_accuracy_ci95)} | "
                      f"{pm(r.test_hard_accuracy, r.test_hard_accuracy_ci95)} | "
-                     f"{pm(r.dev_auc, r.dev_auc_ci95)} | {_fmt(r.frac_reward_zero_std)} | "
-                     f"{_fmt(r.final_dev_accuracy)} | {_fmt(r.steps_to_target, '.1f')} | "
-                     f"{_fmt(r.speedup, '.2f')} | {r.n_reached}/{r.n_seeds} | "
-                     f"{_fmt(r.steps_to_95, '.1f')} | {_fmt(r.speedup_95, '.2f')} | "
+                     f"{pm(r.dev_auc, r.dev_auc_ci95)} | {fmt_cell(r.frac_reward_zero_std)} | "
+                     f"{fmt_cell(r.final_dev_accuracy)} | {fmt_cell(r.steps_to_target, '.1f')} | "
+                     f"{fmt_cell(r.speedup, '.2f')} | {r.n_reached}/{r.n_seeds} | "
+                     f"{fmt_cell(r.steps_to_95, '.1f')} | {fmt_cell(r.speedup_95, '.2f')} | "
                      f"{r.n_reached_95}/{r.n_seeds} | "
-                     f"{_fmt(r.pseudo_label_accuracy)} | {r.n_seeds} | {r.train_wall_s:.0f} |")
+                     f"{fmt_cell(r.pseudo_label_accuracy)} | {r.n_seeds} | {r.train_wall_s:.0f} |")
     notes = ["", "Dev AUC: mean greedy dev accuracy over a run's evaluations (step 0 included). "
              "Equal-reward groups: share of sampled GRPO groups whose rewards were all equal "
              "(compute that taught nothing). "
