@@ -91,6 +91,7 @@ def sample_batches(model, tokenizer, prompts: Sequence[str], *, k: int = 1,
 
 def _batches(model, tokenizer, prompts, k, do_sample, temperature, max_new_tokens, batch_size,
              trace_layers, output_logits, desc, device):
+    from pivottrace.core.kv_cache import new_cache
     from pivottrace.method.trace import StreamingTracer, generated_lengths
 
     lengths = [len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
@@ -107,7 +108,8 @@ def _batches(model, tokenizer, prompts, k, do_sample, temperature, max_new_token
         kwargs: dict[str, Any] = dict(
             do_sample=do_sample, temperature=float(temperature) if do_sample else None,
             top_k=None, top_p=None, max_new_tokens=max_new_tokens, pad_token_id=pad,
-            eos_token_id=eos, return_dict_in_generate=True, output_logits=output_logits)
+            eos_token_id=eos, return_dict_in_generate=True, output_logits=output_logits,
+            past_key_values=new_cache(model))
         tracer = None
         if trace_layers is not None:
             tracer = StreamingTracer(model, layers=trace_layers, prompt_lengths=[n for n, _, _ in chunk])

@@ -18,12 +18,18 @@ rows present; a KL term or an entropy bonus gives zero-advantage rows a
 gradient; an entropy mask takes a quantile over the rows present) it is off and
 the trainer is TRL's (:func:`skip_is_exact`). ``grpo.skip_zero_advantage:
 false`` turns it off everywhere.
+
+The trainer's rollouts also decode with the suite's in-place key/value cache
+(:mod:`pivottrace.core.kv_cache`: the same tokens as TRL's, without a
+``torch.cat`` of the whole cache at every decoding step).
 """
 
 from __future__ import annotations
 
 import torch
 from trl import GRPOTrainer
+
+from pivottrace.core.kv_cache import install_growing_cache
 
 EXACT_LOSS_TYPES = frozenset({"dapo", "cispo"})
 """Loss types normalized by ``num_items_in_batch`` (not by the rows present) whose per-token
@@ -78,10 +84,12 @@ def nonzero_advantage_rows(advantages: torch.Tensor) -> torch.Tensor:
 
 class SkipZeroAdvantageGRPOTrainer(GRPOTrainer):
     """TRL's ``GRPOTrainer`` whose loss runs only on completions with a nonzero advantage
-    (module docstring); TRL's own loss where that would not be exact."""
+    (module docstring); TRL's own loss where that would not be exact. Rollouts use the
+    in-place key/value cache."""
 
     def __init__(self, *args, skip_zero_advantage: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
+        install_growing_cache(self.model)
         self.skip_zero_advantage = bool(skip_zero_advantage) and skip_is_exact(self.args)
         self.skipped_rows = 0
         """Completions whose loss forward and backward were skipped (all steps, this process)."""
