@@ -248,11 +248,32 @@ rule select:
 # by the train job itself, right after it is saved: the same `pivottrace evaluate` code on the
 # saved directory, one process start instead of two (~10 s of imports a run on CPU); so a
 # change to `eval` reruns training too. Rule evaluate covers the base model.
+# The dev curve's step-0 point is the base model's, the same in every run: computed once
+# (pivottrace/rl/dev_start.py), one thread as in train (its key names the thread count).
+rule dev_start:
+    input:
+        model="models/base",
+        dev="data/dev.jsonl",
+    output:
+        "results/dev_start.json",
+    params:
+        h=section_hash("grpo", "runtime", "task"),
+    threads: 1
+    log:
+        "logs/dev_start.log",
+    benchmark:
+        "benchmarks/dev_start.tsv"
+    shell:
+        "PIVOTTRACE_THREADS={threads} {PT} dev-start --model {input.model} --data data "
+        "--out {output} > {log} 2>&1"
+
+
 rule train:
     input:
         plan=RUN + "/plan.json",
         model="models/base",
         data=expand("data/{f}", f=DATA),
+        dev_start="results/dev_start.json",
     output:
         model=directory(RUN + "/model"),
         summary=RUN + "/train.json",
@@ -270,7 +291,7 @@ rule train:
         "PIVOTTRACE_THREADS={threads} {TRAIN_PT} train --plan {input.plan} --data data "
         "--model {input.model} --seed {wildcards.seed} --work {params.work} "
         "--out-model {output.model} --summary {output.summary} --ledger {output.ledger} "
-        "--eval-out {output.eval} > {log} 2>&1"
+        "--dev-start {input.dev_start} --eval-out {output.eval} > {log} 2>&1"
 
 
 ruleorder: evaluate > train  # the base model's eval.json (train's pattern would match it too)

@@ -129,11 +129,20 @@ def cmd_train(a, cfg):
 
     _threads()
     run_training(cfg, Path(a.plan), Path(a.data), Path(a.model), a.seed, Path(a.work),
-                 Path(a.out_model), Path(a.summary), Path(a.ledger))
+                 Path(a.out_model), Path(a.summary), Path(a.ledger),
+                 dev_start=Path(a.dev_start) if a.dev_start else None)
     if a.eval_out and int(os.environ.get("RANK", "0")) == 0:  # one evaluator under accelerate
         # the saved model, exactly as `pivottrace evaluate` would load it; one process start
         # (torch, transformers, lm-eval imports: ~10 s a run on CPU) instead of two
         _evaluate(cfg, a.out_model, Path(a.data), a.eval_out)
+
+
+def cmd_dev_start(a, cfg):
+    from pivottrace.rl.dev_start import compute_dev_start
+
+    _threads()
+    acc = compute_dev_start(cfg, Path(a.model), Path(a.data), Path(a.out))
+    log.info("step-0 greedy dev accuracy of %s: %.4f -> %s", a.model, acc, a.out)
 
 
 def cmd_evaluate(a, cfg):
@@ -358,7 +367,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--ledger", required=True)
     s.add_argument("--eval-out", help="then evaluate the saved model on test and test_hard "
                    "(what `pivottrace evaluate --out` writes) in the same process")
+    s.add_argument("--dev-start", help="the base model's step-0 dev accuracy from `pivottrace "
+                   "dev-start` (checked against this run; default: evaluate it)")
     s.set_defaults(fn=cmd_train)
+
+    s = sub.add_parser("dev-start", help="the dev curve's step-0 point, once per base model")
+    s.add_argument("--model", required=True)
+    s.add_argument("--data", required=True)
+    s.add_argument("--out", required=True)
+    s.set_defaults(fn=cmd_dev_start)
 
     s = sub.add_parser("evaluate", help="lm-eval on test and test_hard")
     s.add_argument("--model", required=True)

@@ -5,13 +5,16 @@ so every prompt gets the gold reward), it runs one after the other, each in a
 fresh process started the same way:
 
 (a) ``pivottrace train`` as the Snakemake ``train`` rule runs it (input
-    checks, annotation oracle, GRPO with the dev curve, pseudo-label log and
+    checks, annotation oracle, GRPO with the dev curve, whose step-0 point comes
+    from ``pivottrace dev-start`` run once beforehand and untimed as rule
+    ``dev_start`` runs it once per base model, pseudo-label log and
     checkpoints, saved model, summary and ledger), but without ``--eval-out``:
     the rule's final lm-eval evaluation on test and test_hard is evaluation, not
     training (it was a rule of its own), and bare TRL has nothing like it;
 (b) bare ``trl.GRPOTrainer`` on the same model, rows, gold reward and GRPO
     settings (:mod:`pivottrace.bench.bare_grpo`): no callbacks, no checkpoints,
-    nothing saved;
+    nothing saved, and TRL's own rollouts (Hugging Face's dynamic cache, not the
+    suite's in-place one: :mod:`pivottrace.core.kv_cache`);
 
 both under the phase profiler (:mod:`pivottrace.bench.profile`). Then a plain
 ``model.generate`` loop samples the same batch shape in this process (same
@@ -119,7 +122,7 @@ def _prepare(c: BenchTrainConfig, cfg: dict, root: Path) -> dict[str, Path]:
     with atomic_write(root / "config.yaml") as fh:
         yaml.safe_dump(cfg, fh, sort_keys=False)
     return {"data": data, "plan": root / "plan.json", "rows": root / "rows.jsonl",
-            "config": root / "config.yaml"}
+            "config": root / "config.yaml", "dev_start": root / "dev_start.json"}
 
 
 def _suite_argv(py: list[str], paths: dict[str, Path], c: BenchTrainConfig, root: Path,
@@ -130,7 +133,7 @@ def _suite_argv(py: list[str], paths: dict[str, Path], c: BenchTrainConfig, root
             "--plan", str(paths["plan"]), "--data", str(paths["data"]), "--model", str(c.model),
             "--seed", str(c.seed), "--work", str(root / f"a{r}_ckpt"),
             "--out-model", str(root / f"a{r}_model"), "--summary", str(root / f"a{r}_train.json"),
-            "--ledger", str(root / f"a{r}_ledger.json")]
+            "--ledger", str(root / f"a{r}_ledger.json"), "--dev-start", str(paths["dev_start"])]
 
 
 def _bare_argv(py: list[str], paths: dict[str, Path], c: BenchTrainConfig, root: Path,
@@ -254,6 +257,13 @@ def main(c: BenchTrainConfig, cfg: dict) -> str:
         # file cache that (b) then finds warm (measured: +3.4 s of start-up on (a) without it)
         subprocess.run([*py, "pivottrace.bench.bare_grpo", "--warm-up"], check=True,
                        stdout=subprocess.DEVNULL, env=dict(os.environ, TOKENIZERS_PARALLELISM="false"))
+        # the dev curve's step-0 point, once per base model as rule dev_start computes it (untimed)
+        subprocess.run([*py, "pivottrace.cli", "--config", str(paths["config"]), "dev-start",
+                        "--model", str(c.model), "--data", str(paths["data"]),
+                        "--out", str(paths["dev_start"])], check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL,
+                       env=dict(os.environ, PIVOTTRACE_THREADS=str(c.threads),
+                                TOKENIZERS_PARALLELISM="false"))
         walls, cpus, profiles = {"suite": [], "bare": []}, {"suite": [], "bare": []}, {"suite": [], "bare": []}
         for r in range(c.repeats):  # alternate the order, so a drift of the machine's speed cancels
             for run in (("suite", "bare") if r % 2 == 0 else ("bare", "suite")):

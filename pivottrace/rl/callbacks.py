@@ -37,14 +37,20 @@ class DevCurveCallback(TrainerCallback):
 
     The entries live in the trainer state, so they are saved with checkpoints
     and restored on resume (the curve of a resumed run equals an uninterrupted one).
+    ``start``: the step-0 accuracy computed once per base model
+    (:mod:`pivottrace.rl.dev_start`), logged instead of evaluating the base model again.
     """
 
-    def __init__(self, tokenizer, rows, verifier, every, max_new_tokens, batch_size):
+    def __init__(self, tokenizer, rows, verifier, every, max_new_tokens, batch_size,
+                 start: float | None = None):
         self.tokenizer, self.rows, self.verifier, self.every = tokenizer, rows, verifier, every
-        self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
+        self.max_new_tokens, self.batch_size, self.start = max_new_tokens, batch_size, start
 
     def _log(self, state, model):
         if any(h.get("dev_step") == state.global_step for h in state.log_history):
+            return
+        if state.global_step == 0 and self.start is not None:
+            state.log_history.append({"dev_step": 0, "dev_accuracy": self.start})
             return
         acc = greedy_accuracy(model, self.tokenizer, self.rows, self.verifier,
                               max_new_tokens=self.max_new_tokens, batch_size=self.batch_size)

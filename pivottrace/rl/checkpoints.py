@@ -8,6 +8,8 @@ import re
 import shutil
 from pathlib import Path
 
+from pivottrace.rl.dev_start import model_fingerprint
+
 
 def checkpoint_dir(work_dir: Path, plan_path: Path, model_dir: Path, grpo: dict, seed: int) -> Path:
     """Checkpoints live under a key of everything that determines the run.
@@ -16,9 +18,7 @@ def checkpoint_dir(work_dir: Path, plan_path: Path, model_dir: Path, grpo: dict,
     model, GRPO settings and seed; anything else starts afresh.
     """
     h = hashlib.sha256(plan_path.read_bytes())
-    weights = sorted(Path(model_dir).glob("*.safetensors"))
-    for w in weights:
-        h.update(w.name.encode() + str(w.stat().st_size).encode() + w.read_bytes()[:1 << 20])
+    h.update(model_fingerprint(model_dir).encode())
     h.update(json.dumps({"grpo": grpo, "seed": seed}, sort_keys=True).encode())
     return Path(work_dir) / h.hexdigest()[:16]
 

@@ -97,9 +97,10 @@ def grpo_args(cfg: dict, seed: int, work_dir: Path, runtime: dict | None, **over
 
 
 def build_trainer(model_dir: str | Path, rows: list[dict], dev_rows: list[dict],
-                  verifier: Verifier, cfg: dict, args):
+                  verifier: Verifier, cfg: dict, args, dev_start: float | None = None):
     """The GRPO trainer (:class:`~pivottrace.rl.trainer.SkipZeroAdvantageGRPOTrainer`): one reward
-    function per regime, the dev-curve and pseudo-label callbacks."""
+    function per regime, the dev-curve and pseudo-label callbacks (``dev_start``: the
+    curve's step-0 accuracy, computed once per base model)."""
     from datasets import Dataset
 
     from pivottrace.rl.trainer import SkipZeroAdvantageGRPOTrainer
@@ -118,7 +119,7 @@ def build_trainer(model_dir: str | Path, rows: list[dict], dev_rows: list[dict],
         processing_class=tokenizer,
         callbacks=[DevCurveCallback(tokenizer, dev_rows[: cfg["dev_n"]], verifier,
                                     cfg["eval_every"], cfg["max_completion_length"],
-                                    DEV_BATCH_SIZE),
+                                    DEV_BATCH_SIZE, start=dev_start),
                    PseudoLabelCallback(pl_buffer)],
         skip_zero_advantage=cfg.get("skip_zero_advantage", True),
     )
@@ -175,7 +176,7 @@ def summarize(log_history: list[dict], steps: int, wall: float, resumed_from: in
 
 def train_grpo(model_dir: str | Path, rows: list[dict], dev_rows: list[dict], verifier: Verifier,
                cfg: dict, seed: int, work_dir: str | Path, out_dir: str | Path,
-               runtime: dict | None = None) -> dict:
+               runtime: dict | None = None, dev_start: float | None = None) -> dict:
     """Train with GRPO and save the final model; resumes from the last complete checkpoint.
 
     Args:
@@ -188,13 +189,15 @@ def train_grpo(model_dir: str | Path, rows: list[dict], dev_rows: list[dict], ve
         work_dir: checkpoints (kept so a killed run resumes exactly).
         out_dir: where the final model is saved.
         runtime: the ``runtime`` config section (device, bf16; :mod:`pivottrace.core.runtime`).
+        dev_start: the dev curve's step-0 accuracy when already known
+            (:mod:`pivottrace.rl.dev_start`); None evaluates the base model.
     Returns:
         :func:`summarize` of the run.
     """
     work_dir = Path(work_dir)
     torch.manual_seed(seed)
     args = grpo_args(cfg, seed, work_dir, runtime)
-    trainer = build_trainer(model_dir, rows, dev_rows, verifier, cfg, args)
+    trainer = build_trainer(model_dir, rows, dev_rows, verifier, cfg, args, dev_start)
     t0 = time.perf_counter()
     resumed_from = train_or_restore(trainer, work_dir, cfg["max_steps"])
     wall = time.perf_counter() - t0
