@@ -141,3 +141,71 @@ def test_optional_grpo_keys_reach_trl_and_defaults_are_transformers(tmp_path):
     bad.write_text("grpo:\n  lr_scheduler: cyclic\n")
     with pytest.raises(ConfigError, match="lr_scheduler"):
         load_config(bad)
+
+
+def _long_batch(trainer, rows, n_rows=32, width=12):
+    """A batch big enough to be grouped by length: prompts of several lengths, ragged completions."""
+    tok = trainer.processing_class
+    tok.padding_side = "left"
+    prompts = [rows[i % len(rows)]["prompt"][: 8 + 5 * (i % 4)] for i in range(n_rows)]
+    enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    g = torch.Generator().manual_seed(1)
+    completion_ids = torch.randint(4, len(tok), (n_rows, width), generator=g)
+    lengths = torch.randint(1, width + 1, (n_rows,), generator=g)
+    completion_mask = (torch.arange(width)[None, :] < lengths[:, None]).long()
+    assert enc["attention_mask"].min() == 0 and lengths.max() == width > lengths.min()
+    return {"prompt_ids": enc["input_ids"], "prompt_mask": enc["attention_mask"],
+            "completion_ids": completion_ids, "completion_mask": completion_mask,
+            "advantages": torch.randn(n_rows, generator=g),
+            "num_items_in_batch": completion_mask.sum()}
+
+
+def test_trimmed_padding_keeps_log_probabilities_loss_and_gradient(tiny, tmp_path):
+    from trl import GRPOTrainer
+
+    trainer, rows = _trainer(tiny, tmp_path, beta=0.1)  # a KL term: the reference forward too
+    trainer.skip_zero_advantage = False
+    inputs = _long_batch(trainer, rows)
+    ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], dim=1)
+    mask = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)
+    keep = inputs["completion_ids"].shape[1]
+    cm = inputs["completion_mask"].bool()
+    with torch.no_grad():
+        ours, ent, _ = trainer._get_per_token_logps_and_entropies(
+            trainer.model, ids, mask, keep, compute_entropy=True)
+        trl, trl_ent, _ = GRPOTrainer._get_per_token_logps_and_entropies(
+            trainer, trainer.model, ids, mask, keep, compute_entropy=True)
+    assert ours.shape == trl.shape and ent.shape == trl_ent.shape
+    torch.testing.assert_close(ours[cm], trl[cm], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ent[cm], trl_ent[cm], atol=1e-5, rtol=1e-5)
+    assert torch.isfinite(ours).all() and not torch.equal(ours, trl), "no padding was dropped"
+    inputs["ref_per_token_logps"] = trl.detach() - 0.05  # the KL term is exercised
+    grads = []
+    for trim in (True, False):
+        trainer.trim_padding = trim
+        grads.append(_loss_and_grads(trainer, inputs, skip=False))
+    (l_trim, g_trim), (l_trl, g_trl) = grads
+    torch.testing.assert_close(l_trim, l_trl, atol=1e-6, rtol=1e-5)
+    for a, b in zip(g_trim, g_trl):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-4)
+
+
+def test_small_batches_and_the_switch_use_trls_forward(tiny, tmp_path, monkeypatch):
+    from trl import GRPOTrainer
+
+    calls = []
+    real = GRPOTrainer._get_per_token_logps_and_entropies
+    monkeypatch.setattr(GRPOTrainer, "_get_per_token_logps_and_entropies",
+                        lambda self, m, ids, *a, **k: calls.append(ids.shape[0]) or real(self, m, ids, *a, **k))
+    trainer, rows = _trainer(tiny, tmp_path)
+    inputs = _long_batch(trainer, rows)
+    ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], dim=1)
+    mask = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)
+    with torch.no_grad():
+        trainer._get_per_token_logps_and_entropies(trainer.model, ids, mask, 12)
+        assert calls == [8, 8, 8, 8]  # four length groups
+        calls.clear()
+        trainer._get_per_token_logps_and_entropies(trainer.model, ids[:15], mask[:15], 12)
+        trainer.trim_padding = False
+        trainer._get_per_token_logps_and_entropies(trainer.model, ids, mask, 12)
+    assert calls == [15, 32]

@@ -122,6 +122,7 @@ def build_trainer(model_dir: str | Path, rows: list[dict], dev_rows: list[dict],
                                     DEV_BATCH_SIZE, start=dev_start),
                    PseudoLabelCallback(pl_buffer)],
         skip_zero_advantage=cfg.get("skip_zero_advantage", True),
+        trim_padding=cfg.get("trim_padding", True),
     )
     holder["model"] = trainer.model  # the policy whose weights the self-certainty reward reads
     return trainer

@@ -21,7 +21,13 @@ false`` turns it off everywhere.
 
 The trainer's rollouts also decode with the suite's in-place key/value cache
 (:mod:`pivottrace.core.kv_cache`: the same tokens as TRL's, without a
-``torch.cat`` of the whole cache at every decoding step).
+``torch.cat`` of the whole cache at every decoding step), and every forward over
+completions (the policy's loss, the reference model's log-probabilities) runs on
+rows grouped by length without the padding a group shares: a GRPO batch is padded
+to its longest prompt and longest completion (completions of the default testbed:
+mean about 45 tokens, longest about 80), so TRL's one forward spends much of its
+work on padding. Same log-probabilities to float rounding; ``grpo.trim_padding:
+false`` turns it off.
 """
 
 from __future__ import annotations
@@ -82,17 +88,88 @@ def nonzero_advantage_rows(advantages: torch.Tensor) -> torch.Tensor:
     return keep if keep.numel() else torch.zeros(1, dtype=torch.long, device=advantages.device)
 
 
+def length_chunks(attention_mask: torch.Tensor, rows_per_chunk: int) -> list[tuple[torch.Tensor, int, int]]:
+    """Rows grouped by length, each group with the padding columns every row of it has.
+
+    Returns ``(row indices, left, right)`` per chunk of at most ``rows_per_chunk`` rows
+    (rows sorted by their number of attended tokens): columns ``[:left]`` and ``[right:]``
+    are padding (mask 0) in every row of the chunk.
+
+    Examples:
+        >>> m = torch.tensor([[0, 1, 1, 0], [1, 1, 1, 1], [0, 0, 1, 0]])
+        >>> [(r.tolist(), a, b) for r, a, b in length_chunks(m, 2)]
+        [([2, 0], 1, 3), ([1], 0, 4)]
+    """
+    order = torch.argsort(attention_mask.sum(dim=1), stable=True)
+    cols = torch.arange(attention_mask.shape[1], device=attention_mask.device)
+    chunks = []
+    for start in range(0, len(order), rows_per_chunk):
+        rows = order[start:start + rows_per_chunk]
+        used = attention_mask[rows].any(dim=0)
+        left = int(cols[used].min()) if used.any() else 0
+        right = int(cols[used].max()) + 1 if used.any() else 1
+        chunks.append((rows, left, right))
+    return chunks
+
+
+TRIM_CHUNKS = 4
+"""Length groups a batch's forward is cut into (:meth:`SkipZeroAdvantageGRPOTrainer._get_per_token_logps_and_entropies`)."""
+
+TRIM_MIN_ROWS = 8
+"""Fewest rows per length group (smaller batches run as one, TRL's way)."""
+
+
 class SkipZeroAdvantageGRPOTrainer(GRPOTrainer):
     """TRL's ``GRPOTrainer`` whose loss runs only on completions with a nonzero advantage
     (module docstring); TRL's own loss where that would not be exact. Rollouts use the
-    in-place key/value cache."""
+    in-place key/value cache, and forwards over completions skip shared padding
+    (``trim_padding``)."""
 
-    def __init__(self, *args, skip_zero_advantage: bool = True, **kwargs):
+    def __init__(self, *args, skip_zero_advantage: bool = True, trim_padding: bool = True,
+                 **kwargs):
         super().__init__(*args, **kwargs)
         install_growing_cache(self.model)
+        self.trim_padding = bool(trim_padding)
         self.skip_zero_advantage = bool(skip_zero_advantage) and skip_is_exact(self.args)
         self.skipped_rows = 0
         """Completions whose loss forward and backward were skipped (all steps, this process)."""
+
+    def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep,
+                                           batch_size=None, compute_entropy=False,
+                                           compute_aux_loss=False, **extra):
+        """TRL's forward over completions, run on rows grouped by length without their shared padding.
+
+        Rows are sorted by length and cut into :data:`TRIM_CHUNKS` groups; each group's
+        forward drops the columns that are padding in all its rows (left: prompt padding;
+        right: after the longest completion of the group), so the model sees fewer padded
+        positions. Dropped right columns are padding in TRL's own call too (masked out of
+        the loss and every logged metric); they come back as zeros. A left shift of every
+        position of a row leaves rotary attention unchanged but for float rounding
+        (``tests/test_trainer_skip.py`` checks log-probabilities and gradients against TRL's).
+        Multimodal inputs, MoE auxiliary losses and batches too small to group go to TRL's own.
+        """
+        if (not self.trim_padding or compute_aux_loss or any(v is not None for v in extra.values())
+                or input_ids.shape[0] < 2 * TRIM_MIN_ROWS):
+            return super()._get_per_token_logps_and_entropies(
+                model, input_ids, attention_mask, logits_to_keep, batch_size=batch_size,
+                compute_entropy=compute_entropy, compute_aux_loss=compute_aux_loss, **extra)
+        n, width = input_ids.shape
+        per_chunk = max(TRIM_MIN_ROWS, -(-n // TRIM_CHUNKS))
+        logps = entropies = None
+        for rows, left, right in length_chunks(attention_mask, per_chunk):
+            right = max(right, width - logits_to_keep + 1)  # keep >= 1 completion column
+            keep = logits_to_keep - (width - right)
+            lp, ent, _ = super()._get_per_token_logps_and_entropies(
+                model, input_ids[rows, left:right], attention_mask[rows, left:right], keep,
+                batch_size=batch_size, compute_entropy=compute_entropy)
+            if logps is None:
+                logps = lp.new_zeros((n, logits_to_keep))
+                entropies = lp.new_zeros((n, logits_to_keep)) if compute_entropy else None
+            logps = logps.index_put((rows[:, None], torch.arange(keep, device=lp.device)), lp)
+            if compute_entropy:
+                entropies = entropies.index_put(
+                    (rows[:, None], torch.arange(keep, device=lp.device)), ent)
+        return logps, entropies, None
 
     def _compute_loss(self, model, inputs):
         if not self.skip_zero_advantage or not self.model.training:
