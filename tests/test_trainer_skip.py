@@ -209,3 +209,25 @@ def test_small_batches_and_the_switch_use_trls_forward(tiny, tmp_path, monkeypat
         trainer.trim_padding = False
         trainer._get_per_token_logps_and_entropies(trainer.model, ids, mask, 12)
     assert calls == [15, 32]
+
+
+def test_left_padding_is_kept_for_models_without_rotary_positions(tiny, tmp_path, monkeypatch):
+    """Dropping a row's left padding shifts its positions: harmless only under rotary embeddings."""
+    from trl import GRPOTrainer
+
+    seen = []
+    real = GRPOTrainer._get_per_token_logps_and_entropies
+    monkeypatch.setattr(GRPOTrainer, "_get_per_token_logps_and_entropies",
+                        lambda self, m, ids, mask, *a, **k: seen.append(int(mask[:, 0].any()))
+                        or real(self, m, ids, mask, *a, **k))
+    trainer, rows = _trainer(tiny, tmp_path)
+    inputs = _long_batch(trainer, rows)
+    ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], dim=1)
+    mask = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)
+    with torch.no_grad():
+        trainer._get_per_token_logps_and_entropies(trainer.model, ids, mask, 12)
+        assert all(seen), "rotary model: every group starts at its first attended column"
+        seen.clear()
+        monkeypatch.setattr(trainer.model.config, "rope_parameters", None)
+        trainer._get_per_token_logps_and_entropies(trainer.model, ids, mask, 12)
+    assert not all(seen), "without rotary positions the left padding stays"

@@ -145,7 +145,8 @@ class SkipZeroAdvantageGRPOTrainer(GRPOTrainer):
         positions. Dropped right columns are padding in TRL's own call too (masked out of
         the loss and every logged metric); they come back as zeros. A left shift of every
         position of a row leaves rotary attention unchanged but for float rounding
-        (``tests/test_trainer_skip.py`` checks log-probabilities and gradients against TRL's).
+        (``tests/test_trainer_skip.py`` checks log-probabilities and gradients against TRL's);
+        a model without rotary embeddings keeps its left padding.
         Multimodal inputs, MoE auxiliary losses and batches too small to group go to TRL's own.
         """
         if (not self.trim_padding or compute_aux_loss or any(v is not None for v in extra.values())
@@ -155,8 +156,10 @@ class SkipZeroAdvantageGRPOTrainer(GRPOTrainer):
                 compute_entropy=compute_entropy, compute_aux_loss=compute_aux_loss, **extra)
         n, width = input_ids.shape
         per_chunk = max(TRIM_MIN_ROWS, -(-n // TRIM_CHUNKS))
+        rotary = getattr(getattr(model, "config", None), "rope_parameters", None) is not None
         logps = entropies = None
         for rows, left, right in length_chunks(attention_mask, per_chunk):
+            left = left if rotary else 0  # absolute positions: keep every row's positions
             right = max(right, width - logits_to_keep + 1)  # keep >= 1 completion column
             keep = logits_to_keep - (width - right)
             lp, ent, _ = super()._get_per_token_logps_and_entropies(
