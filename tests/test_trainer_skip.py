@@ -160,14 +160,32 @@ def _long_batch(trainer, rows, n_rows=32, width=12):
             "num_items_in_batch": completion_mask.sum()}
 
 
+def _joined(inputs):
+    """``(input_ids, attention_mask)`` of prompts and completions, as TRL's forward takes them."""
+    return (torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], dim=1),
+            torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1))
+
+
+def _spy_on_trls_forward(monkeypatch, note):
+    """Calls ``note(input_ids, attention_mask)`` on every call of TRL's own forward over completions."""
+    from trl import GRPOTrainer
+
+    real = GRPOTrainer._get_per_token_logps_and_entropies
+
+    def spy(self, model, ids, mask, *a, **k):
+        note(ids, mask)
+        return real(self, model, ids, mask, *a, **k)
+
+    monkeypatch.setattr(GRPOTrainer, "_get_per_token_logps_and_entropies", spy)
+
+
 def test_trimmed_padding_keeps_log_probabilities_loss_and_gradient(tiny, tmp_path):
     from trl import GRPOTrainer
 
     trainer, rows = _trainer(tiny, tmp_path, beta=0.1)  # a KL term: the reference forward too
     trainer.skip_zero_advantage = False
     inputs = _long_batch(trainer, rows)
-    ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], dim=1)
-    mask = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)
+    ids, mask = _joined(inputs)
     keep = inputs["completion_ids"].shape[1]
     cm = inputs["completion_mask"].bool()
     with torch.no_grad():
@@ -191,16 +209,10 @@ def test_trimmed_padding_keeps_log_probabilities_loss_and_gradient(tiny, tmp_pat
 
 
 def test_small_batches_and_the_switch_use_trls_forward(tiny, tmp_path, monkeypatch):
-    from trl import GRPOTrainer
-
     calls = []
-    real = GRPOTrainer._get_per_token_logps_and_entropies
-    monkeypatch.setattr(GRPOTrainer, "_get_per_token_logps_and_entropies",
-                        lambda self, m, ids, *a, **k: calls.append(ids.shape[0]) or real(self, m, ids, *a, **k))
+    _spy_on_trls_forward(monkeypatch, lambda ids, mask: calls.append(ids.shape[0]))
     trainer, rows = _trainer(tiny, tmp_path)
-    inputs = _long_batch(trainer, rows)
-    ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], dim=1)
-    mask = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)
+    ids, mask = _joined(_long_batch(trainer, rows))
     with torch.no_grad():
         trainer._get_per_token_logps_and_entropies(trainer.model, ids, mask, 12)
         assert calls == [8, 8, 8, 8]  # four length groups
@@ -213,17 +225,10 @@ def test_small_batches_and_the_switch_use_trls_forward(tiny, tmp_path, monkeypat
 
 def test_left_padding_is_kept_for_models_without_rotary_positions(tiny, tmp_path, monkeypatch):
     """Dropping a row's left padding shifts its positions: harmless only under rotary embeddings."""
-    from trl import GRPOTrainer
-
     seen = []
-    real = GRPOTrainer._get_per_token_logps_and_entropies
-    monkeypatch.setattr(GRPOTrainer, "_get_per_token_logps_and_entropies",
-                        lambda self, m, ids, mask, *a, **k: seen.append(int(mask[:, 0].any()))
-                        or real(self, m, ids, mask, *a, **k))
+    _spy_on_trls_forward(monkeypatch, lambda ids, mask: seen.append(int(mask[:, 0].any())))
     trainer, rows = _trainer(tiny, tmp_path)
-    inputs = _long_batch(trainer, rows)
-    ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], dim=1)
-    mask = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)
+    ids, mask = _joined(_long_batch(trainer, rows))
     with torch.no_grad():
         trainer._get_per_token_logps_and_entropies(trainer.model, ids, mask, 12)
         assert all(seen), "rotary model: every group starts at its first attended column"

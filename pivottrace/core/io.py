@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -145,6 +146,16 @@ def atomic_dir(path: str | os.PathLike):
 def jsonl_row_lines(path: str | os.PathLike) -> list[int]:
     """1-based line numbers of the non-blank lines of a JSONL file (the rows ``read_jsonl`` returns)."""
     return [i for i, line in enumerate(Path(path).read_bytes().split(b"\n"), start=1) if line.strip()]
+
+
+def model_fingerprint(model_dir: str | os.PathLike) -> str:
+    """A cheap identity of a model directory's weights: names, sizes and first MiB of each
+    ``*.safetensors`` (keys of resumable checkpoints and of the dev curve's step-0 point)."""
+    h = hashlib.sha256()
+    for w in sorted(Path(model_dir).glob("*.safetensors")):
+        with open(w, "rb") as f:
+            h.update(w.name.encode() + str(w.stat().st_size).encode() + f.read(1 << 20))
+    return h.hexdigest()[:16]
 
 
 def check_model_dir(path: str | os.PathLike) -> Path:

@@ -11,6 +11,9 @@ from transformers import TrainerCallback
 
 from pivottrace.sampling import greedy_accuracy
 
+DEV_BATCH_SIZE = 128
+"""Sequences per ``generate`` call of the greedy dev curve."""
+
 
 class PseudoLabelCallback(TrainerCallback):
     """Moves the majority-vote pseudo-labels of each step into ``state.log_history``.
@@ -46,15 +49,26 @@ class DevCurveCallback(TrainerCallback):
         self.tokenizer, self.rows, self.verifier, self.every = tokenizer, rows, verifier, every
         self.max_new_tokens, self.batch_size, self.start = max_new_tokens, batch_size, start
 
+    @classmethod
+    def for_grpo(cls, tokenizer, dev_rows, verifier, grpo: dict, start: float | None = None):
+        """The dev curve of a GRPO run with config section ``grpo`` (the first ``dev_n`` dev
+        rows, every ``eval_every`` steps, up to ``max_completion_length`` tokens); rule
+        ``dev_start`` evaluates the base model with the same instance's :meth:`accuracy`."""
+        return cls(tokenizer, dev_rows[: grpo["dev_n"]], verifier, grpo["eval_every"],
+                   grpo["max_completion_length"], DEV_BATCH_SIZE, start=start)
+
+    def accuracy(self, model) -> float:
+        """Greedy accuracy of ``model`` on the curve's dev rows (one point of the curve)."""
+        return greedy_accuracy(model, self.tokenizer, self.rows, self.verifier,
+                               max_new_tokens=self.max_new_tokens, batch_size=self.batch_size)
+
     def _log(self, state, model):
         if any(h.get("dev_step") == state.global_step for h in state.log_history):
             return
         if state.global_step == 0 and self.start is not None:
             state.log_history.append({"dev_step": 0, "dev_accuracy": self.start})
             return
-        acc = greedy_accuracy(model, self.tokenizer, self.rows, self.verifier,
-                              max_new_tokens=self.max_new_tokens, batch_size=self.batch_size)
-        state.log_history.append({"dev_step": state.global_step, "dev_accuracy": acc})
+        state.log_history.append({"dev_step": state.global_step, "dev_accuracy": self.accuracy(model)})
 
     def on_train_begin(self, args, state, control, model=None, **kw):
         if state.global_step == 0:

@@ -8,7 +8,7 @@ import re
 import shutil
 from pathlib import Path
 
-from pivottrace.rl.dev_start import model_fingerprint
+from pivottrace.core.io import model_fingerprint
 
 
 def checkpoint_dir(work_dir: Path, plan_path: Path, model_dir: Path, grpo: dict, seed: int) -> Path:

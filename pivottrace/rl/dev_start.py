@@ -16,17 +16,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from pivottrace.core.io import read_json, write_json
-
-
-def model_fingerprint(model_dir: str | Path) -> str:
-    """A cheap identity of a model directory's weights: names, sizes and first MiB of each
-    ``*.safetensors`` (the key the resumable checkpoints use too)."""
-    h = hashlib.sha256()
-    for w in sorted(Path(model_dir).glob("*.safetensors")):
-        with open(w, "rb") as f:
-            h.update(w.name.encode() + str(w.stat().st_size).encode() + f.read(1 << 20))
-    return h.hexdigest()[:16]
+from pivottrace.core.io import model_fingerprint, read_json, write_json
 
 
 def start_key(model_dir: str | Path, dev_rows: list[dict], grpo: dict, device: str) -> dict:
@@ -38,7 +28,7 @@ def start_key(model_dir: str | Path, dev_rows: list[dict], grpo: dict, device: s
     """
     import torch
 
-    from pivottrace.rl.grpo import DEV_BATCH_SIZE
+    from pivottrace.rl.callbacks import DEV_BATCH_SIZE
 
     rows = [[r["id"], r["prompt"], str(r["answer"])] for r in dev_rows[: grpo["dev_n"]]]
     return {
@@ -82,7 +72,8 @@ def compute_dev_start(cfg: dict, model_dir: str | Path, data_dir: str | Path, ou
     """Rule ``dev_start``: the base model's greedy dev accuracy as a run's step 0 computes it.
 
     The model is loaded as the trainer holds it at step 0 (full precision, on the
-    runtime device) and evaluated by the dev curve's own call.
+    runtime device) and evaluated by the dev curve of the run's own config
+    (:meth:`~pivottrace.rl.callbacks.DevCurveCallback.for_grpo`).
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -90,8 +81,7 @@ def compute_dev_start(cfg: dict, model_dir: str | Path, data_dir: str | Path, ou
     from pivottrace.core.runtime import resolve_device
     from pivottrace.data.splits import load_labeled
     from pivottrace.data.verifiers import get_verifier
-    from pivottrace.rl.grpo import DEV_BATCH_SIZE
-    from pivottrace.sampling import greedy_accuracy
+    from pivottrace.rl.callbacks import DevCurveCallback
 
     task, grpo = cfg["task"], cfg["grpo"]
     check_model_dir(model_dir)
@@ -99,8 +89,7 @@ def compute_dev_start(cfg: dict, model_dir: str | Path, data_dir: str | Path, ou
     device = resolve_device(cfg)
     model = AutoModelForCausalLM.from_pretrained(model_dir).to(device)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    accuracy = greedy_accuracy(model, tokenizer, dev[: grpo["dev_n"]], get_verifier(task["verifier"]),
-                               max_new_tokens=grpo["max_completion_length"],
-                               batch_size=DEV_BATCH_SIZE)
+    curve = DevCurveCallback.for_grpo(tokenizer, dev, get_verifier(task["verifier"]), grpo)
+    accuracy = curve.accuracy(model)
     write_dev_start(out, start_key(model_dir, dev, grpo, device.type), accuracy)
     return accuracy

@@ -27,9 +27,6 @@ from pivottrace.rl.rewards import (
     make_self_certainty_reward,
 )
 
-DEV_BATCH_SIZE = 128
-"""Sequences per ``generate`` call of the greedy dev curve."""
-
 
 def vllm_kwargs(cfg: dict) -> dict:
     """GRPOConfig arguments for vLLM rollouts (``grpo.use_vllm``); {} when off.
@@ -117,9 +114,7 @@ def build_trainer(model_dir: str | Path, rows: list[dict], dev_rows: list[dict],
         args=args,
         train_dataset=Dataset.from_list(rows),
         processing_class=tokenizer,
-        callbacks=[DevCurveCallback(tokenizer, dev_rows[: cfg["dev_n"]], verifier,
-                                    cfg["eval_every"], cfg["max_completion_length"],
-                                    DEV_BATCH_SIZE, start=dev_start),
+        callbacks=[DevCurveCallback.for_grpo(tokenizer, dev_rows, verifier, cfg, start=dev_start),
                    PseudoLabelCallback(pl_buffer)],
         skip_zero_advantage=cfg.get("skip_zero_advantage", True),
         trim_padding=cfg.get("trim_padding", True),
