@@ -84,8 +84,8 @@ def job_spans(log_path: str | Path) -> pd.DataFrame:
             jobs[last] = {"jobid": last, "rule": rule, "threads": 1, "start": stamp, "end": None}
         elif (m := _THREADS.match(line)) and last is not None:
             jobs[last]["threads"] = int(m.group(1))
-        elif (m := _FINISHED.match(line)) and int(m.group(1)) in jobs:
-            jobs[int(m.group(1))]["end"] = stamp
+        elif (m := _FINISHED.match(line)) and (job := jobs.get(int(m.group(1)))) is not None:
+            job["end"] = stamp
     done = [j for j in jobs.values() if j["end"] is not None and j["start"] is not None]
     if not done:
         raise ValueError(f"{log_path}: no finished Snakemake job in this log")
@@ -95,7 +95,7 @@ def job_spans(log_path: str | Path) -> pd.DataFrame:
     return pd.DataFrame(done).sort_values("start").reset_index(drop=True)
 
 
-def idle_cores(spans: pd.DataFrame, cores: int) -> tuple[float, Counter]:
+def idle_cores(spans: pd.DataFrame, cores: int) -> tuple[int, Counter]:
     """Idle core-seconds over the log's span, and per set of running rules how many.
 
     A second counts ``cores`` minus the threads of the jobs running in it (never
