@@ -92,6 +92,7 @@ def sample_batches(model, tokenizer, prompts: Sequence[str], *, k: int = 1,
 def _batches(model, tokenizer, prompts, k, do_sample, temperature, max_new_tokens, batch_size,
              trace_layers, output_logits, desc, device):
     from pivottrace.core.kv_cache import new_cache
+    from pivottrace.core.pruned_decoding import pruned_decode
     from pivottrace.method.trace import StreamingTracer, generated_lengths
 
     lengths = [len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
@@ -111,12 +112,12 @@ def _batches(model, tokenizer, prompts, k, do_sample, temperature, max_new_token
             eos_token_id=eos, return_dict_in_generate=True, output_logits=output_logits,
             past_key_values=new_cache(model))
         tracer = None
-        if trace_layers is not None:
+        if trace_layers is not None:  # the tracer reads every row at every step
             tracer = StreamingTracer(model, layers=trace_layers, prompt_lengths=[n for n, _, _ in chunk])
             with tracer:
                 out = model.generate(**enc, **kwargs)
-        else:
-            out = model.generate(**enc, **kwargs)
+        else:  # finished rows leave the batch; the same tokens (pivottrace.core.pruned_decoding)
+            out = model.generate(**enc, **kwargs, custom_generate=pruned_decode)
         gen = out.sequences[:, enc["input_ids"].shape[1]:]
         n_gen = generated_lengths(gen, eos)
         if min(n_gen) < 1:  # generate always emits at least one token

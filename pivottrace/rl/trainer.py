@@ -21,7 +21,10 @@ false`` turns it off everywhere.
 
 The trainer's rollouts also decode with the suite's in-place key/value cache
 (:mod:`pivottrace.core.kv_cache`: the same tokens as TRL's, without a
-``torch.cat`` of the whole cache at every decoding step), and every forward over
+``torch.cat`` of the whole cache at every decoding step) and drop each finished
+completion from the batch (:mod:`pivottrace.core.pruned_decoding`: the same tokens
+and random stream as TRL's, without forwards on rows that already emitted EOS),
+and every forward over
 completions (the policy's loss, the reference model's log-probabilities) runs on
 rows grouped by length without the padding a group shares: a GRPO batch is padded
 to its longest prompt and longest completion (completions of the default testbed:
@@ -35,7 +38,7 @@ from __future__ import annotations
 import torch
 from trl import GRPOTrainer
 
-from pivottrace.core.kv_cache import install_growing_cache
+from pivottrace.core.pruned_decoding import install_pruned_decoding
 
 EXACT_LOSS_TYPES = frozenset({"dapo", "cispo"})
 """Loss types normalized by ``num_items_in_batch`` (not by the rows present) whose per-token
@@ -122,13 +125,13 @@ TRIM_MIN_ROWS = 8
 class SkipZeroAdvantageGRPOTrainer(GRPOTrainer):
     """TRL's ``GRPOTrainer`` whose loss runs only on completions with a nonzero advantage
     (module docstring); TRL's own loss where that would not be exact. Rollouts use the
-    in-place key/value cache, and forwards over completions skip shared padding
-    (``trim_padding``)."""
+    in-place key/value cache and drop finished rows, and forwards over completions skip
+    shared padding (``trim_padding``)."""
 
     def __init__(self, *args, skip_zero_advantage: bool = True, trim_padding: bool = True,
                  **kwargs):
         super().__init__(*args, **kwargs)
-        install_growing_cache(self.model)
+        install_pruned_decoding(self.model)
         self.trim_padding = bool(trim_padding)
         self.skip_zero_advantage = bool(skip_zero_advantage) and skip_is_exact(self.args)
         self.skipped_rows = 0
