@@ -33,6 +33,7 @@ CASES = [
     dict(do_sample=True, temperature=1.0, top_k=None, top_p=None, return_dict_in_generate=True),
     dict(do_sample=True, temperature=1.0, top_k=3, top_p=None),  # unsupported: generate's loop
     dict(do_sample=False, past_key_values="growing"),
+    dict(do_sample=False, num_beams=3),  # unsupported: generate's beam search, not sampling
 ]
 
 
@@ -51,7 +52,8 @@ def test_same_sequences_and_random_stream_as_generate(kw, seed, monkeypatch):
         expected, got = expected.sequences, got.sequences
     assert expected.shape == got.shape and torch.equal(expected, got)
     assert torch.equal(rng_expected, rng_got)
-    assert len(calls) == (0 if kw.get("top_k") else 1)  # pruned where supported, else generate's loop
+    unsupported = kw.get("top_k") or kw.get("num_beams")
+    assert len(calls) == (0 if unsupported else 1)  # pruned where supported, else generate's loop
 
 
 def test_rows_finish_at_different_steps_so_rows_are_really_dropped():

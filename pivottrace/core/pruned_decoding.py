@@ -39,10 +39,10 @@ import torch
 from transformers.generation import (
     EosTokenCriteria,
     GenerateDecoderOnlyOutput,
-    GenerationMixin,
     MaxLengthCriteria,
     TemperatureLogitsWarper,
 )
+from transformers.generation.utils import GENERATION_MODES_MAPPING
 
 MODEL_KWARGS = frozenset({"attention_mask", "past_key_values", "use_cache", "position_ids",
                           "logits_to_keep"})
@@ -73,12 +73,13 @@ def pruned_decode(model, input_ids, logits_processor, stopping_criteria, generat
                   **model_kwargs):
     """``custom_generate`` for ``model.generate``: the decoding loop without finished rows.
 
-    Falls back to ``generate``'s own loop where :func:`supported` is false.
+    Falls back to the loop ``generate`` would have run (sampling, greedy or beam search)
+    where :func:`supported` is false.
     """
     if not supported(model, logits_processor, stopping_criteria, generation_config, model_kwargs):
-        return GenerationMixin._sample(model, input_ids, logits_processor=logits_processor,
-                                       stopping_criteria=stopping_criteria,
-                                       generation_config=generation_config, **model_kwargs)
+        return _generate_loop(model, generation_config)(
+            model, input_ids, logits_processor=logits_processor,
+            stopping_criteria=stopping_criteria, generation_config=generation_config, **model_kwargs)
     pad = int(generation_config._pad_token_tensor)
     eos = torch.cat([c.eos_token_id.reshape(-1) for c in stopping_criteria
                      if isinstance(c, EosTokenCriteria)] or [torch.empty(0, dtype=torch.long)])
@@ -91,6 +92,17 @@ def pruned_decode(model, input_ids, logits_processor, stopping_criteria, generat
     if generation_config.return_dict_in_generate:
         return GenerateDecoderOnlyOutput(sequences=sequences)
     return sequences
+
+
+def _generate_loop(model, generation_config):
+    """The loop ``generate`` itself would run for this configuration (sampling, greedy or beam
+    search); other modes need arguments a ``custom_generate`` call does not receive."""
+    mode = generation_config.get_generation_mode()
+    method = GENERATION_MODES_MAPPING.get(mode)
+    if method not in ("_sample", "_beam_search"):
+        raise NotImplementedError(f"pruned_decode: generation mode {mode.name} is not handled; "
+                                  "call generate with custom_generate=None")
+    return getattr(type(model), method)
 
 
 def _decode(model, input_ids, model_kwargs, logits_processor, *, do_sample, eos, pad, max_new):
