@@ -83,6 +83,31 @@ def new_cache(model) -> GrowingCache | None:
     return GrowingCache() if fits(model) else None
 
 
+def wrap_generate(model, marker: str, defaults) -> None:
+    """Wrap ``model.generate`` (an instance attribute) so that ``defaults(kwargs)`` fills the
+    keyword arguments a caller left out, once per ``marker``.
+
+    The class and other models are untouched; a second call with the same marker
+    adds no second wrapper; what a caller passes is kept (``defaults`` only fills gaps).
+    """
+    if getattr(model.generate, marker, False):
+        return
+    plain = model.generate
+
+    @functools.wraps(plain)
+    def generate(*args, **kwargs):
+        defaults(kwargs)
+        return plain(*args, **kwargs)
+
+    setattr(generate, marker, True)
+    model.generate = generate
+
+
+def _growing_cache_default(kwargs: dict) -> None:
+    if kwargs.get("past_key_values") is None and kwargs.get("use_cache", True):
+        kwargs["past_key_values"] = GrowingCache()
+
+
 def install_growing_cache(model) -> None:
     """Make ``model.generate`` use a fresh :class:`GrowingCache` when the caller passes no cache.
 
@@ -91,15 +116,5 @@ def install_growing_cache(model) -> None:
     twice installs it once; a model whose cache does not fit (:func:`fits`) is left
     as it is.
     """
-    if getattr(model.generate, "_growing_cache", False) or not fits(model):
-        return
-    plain = model.generate
-
-    @functools.wraps(plain)
-    def generate(*args, **kwargs):
-        if kwargs.get("past_key_values") is None and kwargs.get("use_cache", True):
-            kwargs["past_key_values"] = GrowingCache()
-        return plain(*args, **kwargs)
-
-    generate._growing_cache = True
-    model.generate = generate
+    if fits(model):
+        wrap_generate(model, "_growing_cache", _growing_cache_default)

@@ -33,8 +33,6 @@ the rows still running at the end.
 
 from __future__ import annotations
 
-import functools
-
 import torch
 from transformers.generation import (
     EosTokenCriteria,
@@ -156,17 +154,8 @@ def install_pruned_decoding(model) -> None:
     attribute, so other models and the class are untouched; calling it twice installs
     it once; a caller's own ``custom_generate`` or cache is kept.
     """
-    from pivottrace.core.kv_cache import install_growing_cache
+    from pivottrace.core.kv_cache import install_growing_cache, wrap_generate
 
     install_growing_cache(model)
-    if getattr(model.generate, "_pruned_decoding", False):
-        return
-    plain = model.generate
-
-    @functools.wraps(plain)
-    def generate(*args, **kwargs):
-        kwargs.setdefault("custom_generate", pruned_decode)
-        return plain(*args, **kwargs)
-
-    generate._pruned_decoding = True
-    model.generate = generate
+    wrap_generate(model, "_pruned_decoding",
+                  lambda kwargs: kwargs.setdefault("custom_generate", pruned_decode))
