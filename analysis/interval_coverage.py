@@ -10,9 +10,11 @@ differences have the same sign, which a true null gives with probability
 ``2 / 2**5 = 0.0625`` alone.
 
 This script measures it with the rule's own function: ``reps`` sets of n paired
-differences drawn from a null (mean 0, normal), each judged by
-:func:`~analysis.stats.paired_comparison` exactly as ``controls.csv`` judges them.
-Beside it, a Student-t interval of the mean on the same draws. The rate at which
+differences drawn from a null (mean 0, normal), each judged by the interval
+:func:`~analysis.stats.paired_comparison` reports
+(:func:`~analysis.stats.bootstrap_interval`, the rule's seed and resamples), exactly
+as ``controls.csv`` judges them. Beside it, a Student-t interval of the mean on the same
+draws (:func:`analysis.table.ci95`, the table's +-). The rate at which
 an interval excludes 0 under the null is what an A/A control fails by chance
 (and the level at which a positive control passes when the effect is 0)::
 
@@ -28,10 +30,11 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from scipy import stats
+import pandas as pd
 from tqdm.auto import tqdm
 
-from analysis.stats import paired_comparison
+from analysis.stats import bootstrap_interval
+from analysis.table import ci95
 
 
 def rejection_rates(n: int, reps: int, *, effect: float = 0.0, seed: int = 0,
@@ -58,14 +61,14 @@ def rejection_rates(n: int, reps: int, *, effect: float = 0.0, seed: int = 0,
     if n < 2 or reps < 1:
         raise ValueError(f"need n >= 2 and reps >= 1, got n={n}, reps={reps}")
     draws = np.random.default_rng(seed).standard_normal((reps, n)) + effect
-    half = stats.t.ppf(0.975, n - 1) * draws.std(axis=1, ddof=1) / np.sqrt(n)
+    half = np.array([ci95(pd.Series(row)) for row in draws])
     means = draws.mean(axis=1)
     boot = np.zeros(reps, dtype=bool)
     above = np.zeros(reps, dtype=bool)
     for i in tqdm(range(reps), desc=f"n={n}", disable=not progress, mininterval=2.0):
-        r = paired_comparison(draws[i], np.zeros(n), n_resamples=n_resamples)
-        above[i] = r.ci_low > 0
-        boot[i] = above[i] or r.ci_high < 0
+        lo, hi = bootstrap_interval(draws[i], n_resamples=n_resamples)
+        above[i] = lo > 0
+        boot[i] = above[i] or hi < 0
     same_sign = (np.all(draws > 0, axis=1) | np.all(draws < 0, axis=1))
     return {"bootstrap": float(boot.mean()), "bootstrap_above": float(above.mean()),
             "t": float((np.abs(means) > half).mean()), "t_above": float((means - half > 0).mean()),

@@ -57,6 +57,23 @@ def detectable_effect(diffs: Sequence[float], alpha: float = 0.05, power: float 
     return float(q * d.std(ddof=1) / math.sqrt(n))
 
 
+def bootstrap_interval(diffs: Sequence[float], *, confidence: float = 0.95,
+                       n_resamples: int = 9999, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of ``diffs`` (at least 2 values): the
+    interval :func:`paired_comparison` reports and every control and claim is judged by.
+
+    Examples:
+        >>> bootstrap_interval([0.25, 0.25, 0.25])
+        (0.25, 0.25)
+    """
+    d = np.asarray(diffs, dtype=float)
+    if np.ptp(d) == 0:  # the bootstrap distribution is a point; scipy would warn and give NaN
+        return float(d.mean()), float(d.mean())
+    ci = stats.bootstrap((d,), np.mean, confidence_level=confidence, n_resamples=n_resamples,
+                         method="percentile", rng=np.random.default_rng(seed)).confidence_interval
+    return float(ci.low), float(ci.high)
+
+
 def paired_comparison(a: Sequence[float], b: Sequence[float], *, confidence: float = 0.95,
                       n_resamples: int = 9999, seed: int = 0, alpha: float = 0.05,
                       power: float = 0.8) -> PairedComparison:
@@ -85,12 +102,7 @@ def paired_comparison(a: Sequence[float], b: Sequence[float], *, confidence: flo
     n, mean = d.size, float(d.mean())
     if n < 2:
         return PairedComparison(n, mean, math.nan, math.nan, math.nan, math.nan)
-    if np.ptp(d) == 0:  # the bootstrap distribution is a point; scipy would warn and give NaN
-        lo = hi = mean
-    else:
-        ci = stats.bootstrap((d,), np.mean, confidence_level=confidence, n_resamples=n_resamples,
-                             method="percentile", rng=np.random.default_rng(seed)).confidence_interval
-        lo, hi = float(ci.low), float(ci.high)
+    lo, hi = bootstrap_interval(d, confidence=confidence, n_resamples=n_resamples, seed=seed)
     test = stats.permutation_test((x, y), lambda u, v, axis: np.mean(u - v, axis=axis),
                                   permutation_type="samples", n_resamples=n_resamples,
                                   alternative="two-sided", vectorized=True,
