@@ -243,7 +243,7 @@ def to_markdown(table: pd.DataFrame, controls_ok: bool) -> str:
                      f"{fmt_cell(r.detectable_effect)} | {r.n} | **{r.verdict}** |")
     lines += ["", "Metrics and rules:", ""]
     lines += [f"- ({r.claim}) {r.metric}. Rule: {r.rule}." for r in table.itertuples()]
-    lines += ["", "Paired statistics over seeds: percentile bootstrap interval and exact "
+    lines += ["", "Paired statistics over seeds: expanded percentile bootstrap interval and exact "
               "sign-flip permutation p-value (`analysis/stats.py`); detectable = the smallest "
               "paired difference a two-sided test at 0.05 detects with 80% power at this seed "
               "count. Claim (e) has no interval: the ci columns hold the precision and recall "

@@ -5,8 +5,8 @@ The main table gives each arm's mean with a t-interval; a claim about *which* pr
 a method annotates needs a paired difference against an arm that trains the same way.
 PivotTrace trains its self route on majority vote besides the annotated prompts, so
 against ``random`` (annotated prompts only) it mixes two effects. Three kinds of
-comparison, all paired by seed (:func:`analysis.stats.paired_comparison`: percentile
-bootstrap interval, exact sign-flip permutation p-value, detectable effect):
+comparison, all paired by seed (:func:`analysis.stats.paired_comparison`: expanded
+percentile bootstrap interval, exact sign-flip permutation p-value, detectable effect):
 
 - ``selection``: a budgeted arm against the random arm *of the same regime* at the
   same budget: ``random`` for arms that train only annotated prompts, ``random_semi``
@@ -121,7 +121,7 @@ def to_markdown(table: pd.DataFrame) -> str:
                      f"{fmt_cell(r.detectable_effect)} |")
     if table.empty:
         lines.append("| - | no pair of arms shares two seeds | | | | | | | | | |")
-    lines += ["", "Paired by seed over the seeds both arms ran: 95% percentile bootstrap "
+    lines += ["", "Paired by seed over the seeds both arms ran: 95% expanded percentile bootstrap "
               "interval of the mean difference, exact sign-flip permutation p-value, smallest "
               "difference detectable with 80% power. selection: against the random arm of the "
               "same regime at the same budget (random_semi for arms that also train a self "

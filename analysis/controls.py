@@ -210,7 +210,7 @@ def to_markdown(table: pd.DataFrame) -> str:
     if not curve_resolved(table):
         verdict += (" The dev curve is not resolved (dev_curve_resolved), so convergence "
                     "speed (steps to target, speedup) cannot be compared.")
-    lines += ["", "Paired by seed; 95% percentile bootstrap interval of the mean paired "
+    lines += ["", "Paired by seed; 95% expanded percentile bootstrap interval of the mean paired "
               "difference, exact sign-flip permutation p-value, smallest difference detectable "
               f"with 80% power. A control needs {MIN_SEEDS} paired seeds. Rules: "
               + "; ".join(f"{c.name}: {c.describe()}" for c in CONTROLS)

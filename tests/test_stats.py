@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from analysis.stats import detectable_effect, paired_comparison
+from analysis.stats import bootstrap_interval, detectable_effect, expanded_level, paired_comparison
 
 
 def _exact_sign_flip_p(d):
@@ -29,15 +29,32 @@ def test_permutation_p_equals_exact_enumeration(seed):
     assert r.p_value == pytest.approx(_exact_sign_flip_p(a - b), abs=1e-9)
 
 
-def test_bootstrap_interval_matches_a_manual_percentile_bootstrap():
+@pytest.mark.parametrize("method", ["expanded", "percentile"])
+def test_bootstrap_interval_matches_a_manual_percentile_bootstrap(method):
+    """Both intervals are percentiles of the resampled means, at 95% or the expanded level."""
     rng = np.random.default_rng(1)
     d = rng.normal(0.1, 0.2, 7)
-    r = paired_comparison(d, np.zeros_like(d), n_resamples=20000)
-    boot = np.random.default_rng(99).choice(d, size=(20000, d.size)).mean(axis=1)
-    lo, hi = np.percentile(boot, [2.5, 97.5])
-    assert r.ci_low == pytest.approx(lo, abs=0.015) and r.ci_high == pytest.approx(hi, abs=0.015)
-    assert r.ci_low < r.mean_diff < r.ci_high
-    assert paired_comparison(d, np.zeros_like(d)) == paired_comparison(d, np.zeros_like(d))
+    lo_r, hi_r = bootstrap_interval(d, n_resamples=20000, method=method)
+    level = expanded_level(d.size) if method == "expanded" else 0.95
+    boot = np.random.default_rng(99).choice(d, size=(200000, d.size)).mean(axis=1)
+    lo, hi = np.percentile(boot, [50 * (1 - level), 50 * (1 + level)])
+    assert lo_r == pytest.approx(lo, abs=0.015) and hi_r == pytest.approx(hi, abs=0.015)
+    assert lo_r < d.mean() < hi_r
+    r = paired_comparison(d, np.zeros_like(d))
+    assert (r.ci_low, r.ci_high) == bootstrap_interval(d)  # the rule is the expanded interval
+    assert r == paired_comparison(d, np.zeros_like(d))
+
+
+def test_expanded_interval_is_wider_and_matches_the_t_interval_for_normal_data():
+    """Its half-width approaches the Student-t interval's; the plain percentile one is narrower."""
+    d = np.random.default_rng(3).normal(0.0, 1.0, 5)
+    lo, hi = bootstrap_interval(d)
+    plo, phi = bootstrap_interval(d, method="percentile")
+    t_half = stats.t.ppf(0.975, 4) * d.std(ddof=1) / math.sqrt(5)
+    assert lo < plo and phi < hi
+    assert (hi - lo) / 2 > 0.8 * t_half > (phi - plo) / 2
+    with pytest.raises(ValueError, match="unknown interval"):
+        bootstrap_interval(d, method="bca")
 
 
 def test_detectable_effect_has_the_stated_power():
