@@ -73,12 +73,9 @@ def teacher_pool_stats(task: dict, k: int = 16, seed: int = 0) -> dict:
     df = per_prompt_table(task, pool, gold, sampled, [""] * len(sampled),
                           get_verifier(task["verifier"]), lexical_counter(task["name"]))
     stats = summarize(df)
-    for group in ("per_family", "per_difficulty"):
-        for g in stats[group].values():
-            for key in GREEDY_KEYS:
-                g.pop(key, None)
-    for key in GREEDY_KEYS:
-        stats.pop(key, None)
+    for g in (stats, *stats["per_family"].values(), *stats["per_difficulty"].values()):
+        for key in GREEDY_KEYS:
+            g.pop(key, None)
     return {"source": "teacher", "n_prompts": len(pool), "k": k, **stats,
             "checks": check_targets(stats)}
 
@@ -87,8 +84,9 @@ def main(argv: list[str] | None = None) -> None:
     from pivottrace.core.config import load_config
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--config", nargs="+", default=["configs/default.yaml"],
-                    help="config, then overlays merged over it (as Snakemake's --configfile)")
+    ap.add_argument("--config", nargs="+", default=[],
+                    help="overlays merged over configs/default.yaml, in order (as Snakemake's "
+                         "--configfile); none: the default config")
     ap.add_argument("--k", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
