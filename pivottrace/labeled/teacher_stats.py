@@ -13,7 +13,7 @@ never solved 0.195 simulated against 0.213 measured on the base model, confident
 wrong majority 0.131 against 0.121), so a check passed here by a hair may fail on
 the model::
 
-    python -m pivottrace.labeled.teacher_stats --config configs/default.yaml [--k 16]
+    python -m pivottrace.labeled.teacher_stats [--config OVERLAY ...] [--k 16]
 
 Only for the ``skillchain`` task (testbed v2).
 """
