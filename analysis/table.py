@@ -19,7 +19,7 @@ from scipy import stats
 
 from analysis.convergence import per_run
 from analysis.stats import fmt_cell
-from pivottrace.core.io import atomic_write, read_json, write_results_csv
+from pivottrace.core.io import atomic_write, read_json, read_jsonl, write_results_csv
 
 RECORD_FIELDS = ("method", "budget", "seed", "annotated_fraction", "test_accuracy",
                  "test_hard_accuracy", "steps", "train_wall_s", "uses_labels", "dev_curve",
@@ -57,13 +57,23 @@ def ci95(values: pd.Series) -> float:
     return float(stats.t.ppf(0.975, n - 1) * values.std(ddof=1) / math.sqrt(n))
 
 
+def _read_run_records(paths: list[Path]):
+    """``(source, record)`` per run: a ``.jsonl`` path holds one record per line (as the stored
+    ``results/reference/*/records.jsonl``), any other path one record (``record.json``)."""
+    for p in map(Path, paths):
+        if p.suffix == ".jsonl":
+            rows = read_jsonl(p, unique=("method", "budget", "seed"))
+            yield from ((f"{p} row {i}", r) for i, r in enumerate(rows, 1))
+        else:
+            yield str(p), read_json(p)
+
+
 def load_records(paths: list[Path]) -> pd.DataFrame:
     """One row per run record (:data:`RECORD_FIELDS`; budget as its path string; the plan's
     route mix as ``self_fraction``, the share of the pool trained on majority vote, NaN
-    without a plan)."""
+    without a plan). A ``.jsonl`` path holds one record per line."""
     rows = []
-    for p in paths:
-        r = read_json(p)
+    for p, r in _read_run_records(paths):
         missing = [k for k in RECORD_FIELDS if k not in r and k not in OPTIONAL_FIELDS]
         if missing:
             raise ValueError(f"{p}: run record lacks field(s) {missing}")
