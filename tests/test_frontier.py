@@ -64,3 +64,25 @@ def test_only_budgeted_methods_and_numeric_budgets_count():
 
 def test_match_fraction_doctest_cases():
     assert match_fraction([0.05, 0.1, 0.2], [-0.05, -0.02, 0.0], 0.02) == pytest.approx(0.1)
+
+
+def test_interval_reads_the_expanded_level_as_every_other_interval_does():
+    import numpy as np
+
+    from analysis.stats import expanded_level
+
+    df = _records({("full", "none"): (1.0, FULL),
+                   ("random", "0.1"): (0.1, [0.40, 0.55, 0.41, 0.47, 0.38]),
+                   ("random", "0.3"): (0.3, [0.52, 0.49, 0.50, 0.56, 0.47])})
+    row = method_frontier(df, "random", 0.02, n_resamples=4000)
+    # the same resamples, read at the plain 95% level, give an interval inside the expanded one
+    fractions = [0.1, 0.3]
+    diffs = np.array([[0.40, 0.55, 0.41, 0.47, 0.38], [0.52, 0.49, 0.50, 0.56, 0.47]]) - FULL
+    draws = np.random.default_rng(0).integers(0, 5, size=(4000, 5))
+    boot = np.array([match_fraction(fractions, diffs[:, d].mean(axis=1), 0.02) for d in draws])
+    plain = np.percentile(boot, [2.5, 97.5], method="inverted_cdf")
+    tail = 100 * (1 - expanded_level(5)) / 2
+    expanded = np.percentile(boot, [tail, 100 - tail], method="inverted_cdf")
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx(tuple(expanded))
+    assert row["ci_low"] <= plain[0] <= plain[1] <= row["ci_high"]
+    assert "expanded" in row["rule"]
