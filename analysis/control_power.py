@@ -66,8 +66,6 @@ def power_table(records: pd.DataFrame, seed_counts=SEED_COUNTS, reps: int = 400,
     (seeds, mean, sd, mean / sd) and ``pass_at_<n>`` for each of ``seed_counts``."""
     rows = []
     for c in tqdm(controls, desc="controls", disable=not progress):
-        if c.metric not in records.columns:
-            continue
         seeds, a, b = paired_values(records, (c.a, c.budget), (c.b, c.budget), c.metric)
         if len(seeds) < 2:
             continue

@@ -63,7 +63,7 @@ def _read_run_records(paths: list[Path]):
     for p in map(Path, paths):
         if p.suffix == ".jsonl":
             rows = read_jsonl(p, unique=("method", "budget", "seed"))
-            yield from ((f"{p} row {i}", r) for i, r in enumerate(rows, 1))
+            yield from ((f"{p} record {i}", r) for i, r in enumerate(rows, 1))
         else:
             yield str(p), read_json(p)
 
